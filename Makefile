@@ -1,0 +1,69 @@
+# The README's two commands: `make book` and `make test`. Everything else is a helper.
+#   TORCH_SPEC   the torch requirement installed first (GPU users: TORCH_SPEC="torch>=2.3")
+#   PYTHON       the interpreter the virtual environment is made from
+SHELL := /bin/bash
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+JB_FLAGS ?= -W -n --keep-going
+WIDGETS_NPM ?= @jupyter-widgets/html-manager@1.0.15
+REQUIREJS_NPM ?= requirejs@2.3.8
+
+# Caches shared by the notebook tests and the book build (trained models, corpora).
+export LMCORE_CACHE ?= $(CURDIR)/_build/lmcore_cache
+SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/tinyshakespeare.txt),)
+export LMCORE_LOCAL_DATA ?= $(SHARED_DATA)
+endif
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test unit notebooks lab assets student book-instructor bench clean help
+
+help:
+	@echo "make book   - build the HTML book (executes every chapter) into _build/html"
+	@echo "make test   - unit tests, every notebook under nbval, the book build, the browser check"
+	@echo "make lab    - open the chapters in JupyterLab"
+	@echo "make student OUT=DIR - write the student edition (solutions replaced by stubs)"
+	@echo "make book-instructor - build the book with solutions hidden"
+	@echo "make bench  - run the benchmarks (prints tables)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# Third-party JavaScript the offline book serves itself (never committed): the ipywidgets
+# embed manager, require.js and plotly.js, copied into _assets/vendor/.
+_assets/vendor/.installed: $(VENV)/.installed
+	rm -rf _assets/vendor _build/npm && mkdir -p _assets/vendor _build/npm
+	cd _build/npm && npm pack --silent $(WIDGETS_NPM) $(REQUIREJS_NPM) >/dev/null
+	tar xzf _build/npm/jupyter-widgets-html-manager-*.tgz -C _build/npm
+	tar xzf _build/npm/requirejs-*.tgz -C _build/npm package/require.js
+	cp _build/npm/package/dist/embed-amd.js _build/npm/package/dist/*.{eot,svg,ttf,woff,woff2} _assets/vendor/ 2>/dev/null || cp _build/npm/package/dist/embed-amd.js _assets/vendor/
+	cp _build/npm/package/require.js _assets/vendor/require.min.js
+	$(BIN)/python -c "import plotly, pathlib, shutil; shutil.copy(pathlib.Path(plotly.__file__).parent / 'package_data' / 'plotly.min.js', '_assets/vendor/plotly.min.js')"
+	touch $@
+
+assets: _assets/vendor/.installed
+
+book: assets
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# Unit tests first (fast feedback), then every chapter under nbval, then the book + browser check.
+test: assets
+	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider
+	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900
+	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab chapters/
+
+bench: $(VENV)/.installed
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf _build

@@ -1,0 +1,52 @@
+"""From a token stream to training batches.
+
+A language model is trained on *every prefix* of its text at once: a window ``x`` of
+``block_size`` tokens and the same window shifted by one, ``y``, give ``block_size`` next-token
+prediction examples in one row.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["train_val_split", "get_batch"]
+
+
+def train_val_split(ids: torch.Tensor | list[int], val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a token stream into a training head and a validation tail (no shuffling, no leak)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if ids.ndim != 1 or ids.numel() < 2:
+        raise ValueError(f"ids must be a 1-D stream of at least 2 tokens, got shape {tuple(ids.shape)}")
+    # at least one token on each side, however small the stream or extreme the fraction
+    n_val = min(max(1, int(round(ids.numel() * val_fraction))), ids.numel() - 1)
+    return ids[:-n_val], ids[-n_val:]
+
+
+def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``batch_size`` random windows from a 1-D token tensor.
+
+    Returns ``(x, y)``, both ``(batch_size, block_size)`` int64 on ``device``, with
+    ``y[:, t] == x[:, t + 1]``: the target of every position is the next token.
+    """
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(f"data must be a torch.Tensor of token ids, got {type(data).__name__}; "
+                        "wrap it with torch.tensor(ids, dtype=torch.long)")
+    if data.dtype.is_floating_point or data.dtype.is_complex or data.dtype == torch.bool:
+        raise TypeError(f"data must hold integer token ids, got dtype {data.dtype}")
+    if data.ndim != 1:
+        raise ValueError(f"data must be a 1-D token tensor, got shape {tuple(data.shape)}")
+    if batch_size < 1 or block_size < 1:
+        raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
+    if data.numel() <= block_size:
+        raise ValueError(f"data has {data.numel()} tokens, fewer than block_size + 1 = {block_size + 1}; "
+                         "use more text or a smaller block_size")
+    starts = torch.randint(data.numel() - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size + 1)
+    windows = data[starts[:, None] + offsets]
+    x, y = windows[:, :-1], windows[:, 1:]
+    device = torch.device(device)
+    if device.type == "cuda" and x.device.type == "cpu":  # only CPU tensors can be pinned
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)

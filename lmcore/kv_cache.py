@@ -1,0 +1,85 @@
+"""The key/value cache that makes autoregressive generation linear instead of quadratic.
+
+Without a cache, generating token ``t`` reruns the whole model on all ``t`` previous tokens. But the
+keys and values of earlier tokens never change (attention is causal), so we can compute them once,
+store them, and feed the model only the newest token: each step then costs one token's worth of
+matrix multiplies plus one attention read over the stored keys.
+
+``KVCache`` preallocates, for every layer, a key and a value buffer of shape
+``(batch, n_kv_head, max_len, head_dim)`` and writes new entries in place; there is no
+``torch.cat`` per token (which would copy the whole cache every step). ``nbytes`` reports the
+memory the buffers really occupy and ``kv_cache_bytes`` is the textbook formula
+``2 · n_layer · n_kv_head · head_dim · seq_len · bytes_per_element`` (times the batch size).
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["KVCache", "kv_cache_bytes"]
+
+
+def kv_cache_bytes(n_layer: int, n_kv_head: int, head_dim: int, seq_len: int,
+                   bytes_per_element: int = 2, batch_size: int = 1) -> int:
+    """Bytes needed to cache keys and values: ``2·n_layer·n_kv_head·head_dim·seq_len·bytes·batch``.
+
+    The leading 2 counts keys *and* values. ``bytes_per_element`` is 2 for fp16/bf16, 4 for fp32.
+    """
+    for name, value in (("n_layer", n_layer), ("n_kv_head", n_kv_head), ("head_dim", head_dim),
+                        ("seq_len", seq_len), ("bytes_per_element", bytes_per_element),
+                        ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return 2 * n_layer * n_kv_head * head_dim * seq_len * bytes_per_element * batch_size
+
+
+class KVCache:
+    """Preallocated per-layer key/value buffers for one batch of sequences.
+
+    ``keys[l]`` and ``values[l]`` are ``(batch, n_kv_head, max_len, head_dim)``; positions
+    ``[0, length)`` hold valid entries. The model calls ``update(layer, k, v)`` in every layer and
+    ``advance(T)`` once per forward pass, so all layers agree on where the new tokens start.
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        for name, value in (("n_layer", n_layer), ("batch_size", batch_size), ("n_kv_head", n_kv_head),
+                            ("max_len", max_len), ("head_dim", head_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        shape = (batch_size, n_kv_head, max_len, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.max_len = max_len
+        self.length = 0   # number of positions already stored (= position of the next token)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes occupied by all key and value buffers (the whole preallocation, used or not)."""
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    @property
+    def remaining(self) -> int:
+        """How many more positions fit before the cache is full."""
+        return self.max_len - self.length
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k``, ``v`` (B, n_kv_head, T, head_dim) after the cached positions of ``layer``.
+
+        Returns views ``(B, n_kv_head, length + T, head_dim)`` of all keys and values so far.
+        """
+        T = k.shape[2]
+        end = self.length + T
+        if end > self.max_len:
+            raise ValueError(f"the KV cache holds {self.max_len} positions; {self.length} are used and "
+                             f"{T} more do not fit. Call reset() or create a larger cache")
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n_tokens: int) -> None:
+        """Mark ``n_tokens`` more positions as stored (called once per forward, after all layers)."""
+        self.length += n_tokens
+
+    def reset(self) -> None:
+        """Forget every stored position (the buffers are reused, not freed)."""
+        self.length = 0

@@ -1,0 +1,385 @@
+"""A decoder-only transformer language model (GPT), readable top to bottom.
+
+The pieces, in the order the data flows through them:
+
+1. ``GPTConfig``: every size and switch, validated when constructed.
+2. ``CausalSelfAttention``: queries, keys and values from one projection; RoPE or ALiBi when asked;
+   ``softmax(Q Kᵀ / √d) V`` either through PyTorch's fused ``scaled_dot_product_attention``
+   ("sdpa") or written out explicitly ("reference", which can also return the attention weights).
+   Grouped-query attention shares each key/value head between ``n_head // n_kv_head`` query heads.
+3. ``MLP``: ``n_embd → 4·n_embd → GELU → n_embd``.
+4. ``Block``: attention and MLP, each wrapped in a residual connection with LayerNorm either
+   before the sublayer (pre-norm, GPT-2) or after the residual sum (post-norm, the original
+   transformer).
+5. ``GPT``: token embedding (+ learned or sinusoidal positions), the blocks, a final LayerNorm
+   and the output projection, tied to the token embedding by default. ``forward`` returns
+   ``(logits, loss)``; ``generate`` samples continuations with or without a KV cache.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .kv_cache import KVCache
+from .positional import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, rope_cos_sin,
+                         rope_inv_freq, sinusoidal_table)
+
+__all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block"]
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
+NORMS = ("pre", "post")
+ATTN_IMPLS = ("sdpa", "reference")
+ACTIVATIONS = ("gelu", "gelu_new")
+
+
+@dataclass
+class GPTConfig:
+    """Sizes and switches of a ``GPT``. Invalid combinations raise ``ValueError`` at construction.
+
+    ``n_kv_head``: key/value heads for grouped-query attention (``None`` = ``n_head``, ordinary
+    multi-head attention; ``1`` = multi-query). ``activation``: ``"gelu"`` is the exact erf GELU,
+    ``"gelu_new"`` GPT-2's tanh approximation. ``rope_scaling``: ``None``, ``"linear"`` (position
+    interpolation: positions divided by ``rope_scaling_factor``) or ``"ntk"`` (NTK-aware: RoPE base
+    enlarged), used to read contexts longer than the training length.
+    """
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+    bias: bool = True
+    pos_encoding: str = "learned"
+    norm: str = "pre"
+    tie_weights: bool = True
+    n_kv_head: int | None = None
+    attn_impl: str = "sdpa"
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-5
+    rope_base: float = 10000.0
+    rope_scaling: str | None = None
+    rope_scaling_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_kv_head is not None:
+            if isinstance(self.n_kv_head, bool) or not isinstance(self.n_kv_head, int) or self.n_kv_head < 1:
+                raise ValueError(f"n_kv_head must be None or a positive int, got {self.n_kv_head!r}")
+            if self.n_head % self.n_kv_head:
+                raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        for name, allowed in (("pos_encoding", POS_ENCODINGS), ("norm", NORMS),
+                              ("attn_impl", ATTN_IMPLS), ("activation", ACTIVATIONS),
+                              ("rope_scaling", ROPE_SCALINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.pos_encoding == "rope" and self.head_dim % 2:
+            raise ValueError(f"RoPE needs an even head_dim, got n_embd/n_head = {self.head_dim}")
+        if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
+            raise ValueError(f"the sinusoidal table needs an even n_embd, got {self.n_embd}")
+        if not (self.layer_norm_eps > 0):
+            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if not (self.rope_base > 1):
+            raise ValueError(f"rope_base must be > 1, got {self.rope_base!r}")
+        if not (self.rope_scaling_factor >= 1):
+            raise ValueError(f"rope_scaling_factor must be >= 1, got {self.rope_scaling_factor!r}")
+        if self.rope_scaling is not None and self.pos_encoding != "rope":
+            raise ValueError(f"rope_scaling={self.rope_scaling!r} needs pos_encoding='rope', "
+                             f"got pos_encoding={self.pos_encoding!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Number of key/value heads actually used (``n_kv_head`` or ``n_head``)."""
+        return self.n_kv_head or self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AttentionInputs(NamedTuple):
+    """What every attention layer needs besides ``x``, computed once per forward pass.
+
+    ``rope``: ``(cos, sin)`` each ``(T, head_dim/2)``, or ``None``.
+    ``mask``: ``None``, a boolean ``(T, L)`` mask (True = may attend) or an additive float bias
+    ``(n_head, T, L)`` (ALiBi, with ``-inf`` on future keys); ``L`` = cached + new positions.
+    ``is_causal``: the plain lower-triangular mask with ``T == L`` (sdpa builds it itself).
+    ``cache``: the ``KVCache`` to read from and write to, or ``None``.
+    """
+    rope: tuple[torch.Tensor, torch.Tensor] | None
+    mask: torch.Tensor | None
+    is_causal: bool
+    cache: KVCache | None
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx          # which buffer of the KV cache belongs to this layer
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        self.attn_impl = config.attn_impl
+        # one matmul for queries (n_head heads) and keys/values (n_kv_head heads each)
+        self.c_attn = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim,
+                                bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs, need_weights: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` (B, T, n_embd) -> (output (B, T, n_embd), weights (B, n_head, T, L) or None)."""
+        B, T, C = x.shape
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        q, k, v = self.c_attn(x).split([q_size, kv_size, kv_size], dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)       # (B, nh, T, hd)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)    # (B, nkv, T, hd)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)    # (B, nkv, T, hd)
+        if inputs.rope is not None:
+            q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
+        if inputs.cache is not None:      # keys/values of all earlier positions, (B, nkv, L, hd)
+            k, v = inputs.cache.update(self.layer_idx, k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights or self.attn_impl == "reference":
+            y, weights = self.reference_attention(q, k, v, inputs, dropout_p)
+        else:
+            y, weights = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=inputs.mask, is_causal=inputs.is_causal, dropout_p=dropout_p,
+                enable_gqa=self.n_kv_head != self.n_head), None
+        y = y.transpose(1, 2).contiguous().view(B, T, C)    # re-assemble heads side by side
+        return self.resid_dropout(self.c_proj(y)), weights
+
+    def reference_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            inputs: AttentionInputs, dropout_p: float = 0.0
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``softmax(Q Kᵀ / √d + bias) V`` spelled out; returns (output, weights (B, nh, T, L))."""
+        if self.n_kv_head != self.n_head:     # each key/value head serves a group of query heads
+            k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+        T, L = q.shape[2], k.shape[2]
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)      # (B, nh, T, L)
+        mask = inputs.mask
+        if inputs.is_causal:
+            mask = torch.ones(T, L, dtype=torch.bool, device=q.device).tril()
+        if mask is not None and mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        elif mask is not None:
+            scores = scores + mask
+        weights = F.softmax(scores, dim=-1)
+        y = F.dropout(weights, p=dropout_p) @ v
+        return y, weights
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.act = nn.GELU(approximate="tanh" if config.activation == "gelu_new" else "none")
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.pre_norm = config.norm == "pre"
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs, need_weights: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.pre_norm:   # GPT-2: x + f(LN(x)); the residual stream itself is never normalised
+            a, weights = self.attn(self.ln_1(x), inputs, need_weights)
+            x = x + a
+            x = x + self.mlp(self.ln_2(x))
+        else:               # original transformer: LN(x + f(x))
+            a, weights = self.attn(x, inputs, need_weights)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.mlp(x))
+        return x, weights
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer language model. See the module docstring for the layout."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            # post-norm blocks already end in a LayerNorm; pre-norm needs one before the head
+            ln_f=(nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+                  if config.norm == "pre" else nn.Identity()),
+        ))
+        if config.pos_encoding == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
+        # Fixed tables are derived from the config, so they are not saved in the state dict.
+        if config.pos_encoding == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(config.block_size, config.n_embd),
+                                 persistent=False)
+        if config.pos_encoding == "rope":
+            self.register_buffer("rope_inv_freq", rope_inv_freq(
+                config.head_dim, config.rope_base, config.rope_scaling, config.rope_scaling_factor),
+                persistent=False)
+        if config.pos_encoding == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight   # one matrix reads and writes tokens
+
+        # GPT-2 initialisation: N(0, 0.02) everywhere, and the projections that write into the
+        # residual stream scaled by 1/sqrt(2·n_layer) (two per block) so its variance does not
+        # grow with depth.
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Number of parameters; with ``non_embedding`` the token and position embeddings are not
+        counted (the convention of the scaling-law papers). An untied output head is counted."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wte.weight.numel()
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
+        return n
+
+    # ----------------------------------------------------------------------------------- forward
+    def _check_idx(self, idx: torch.Tensor, offset: int) -> None:
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32):
+            raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
+                             f"{type(idx).__name__} {getattr(idx, 'dtype', '')} {tuple(getattr(idx, 'shape', ()))}")
+        B, T = idx.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
+        if offset + T > self.config.block_size:
+            raise ValueError(f"idx has {T} tokens (+{offset} cached) but block_size is "
+                             f"{self.config.block_size}; crop the input to the last block_size tokens")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"idx contains token ids outside the vocabulary [0, {self.config.vocab_size}): "
+                             f"min {lo}, max {hi}")
+
+    def _embed(self, idx: torch.Tensor, kv_cache: KVCache | None) -> tuple[torch.Tensor, AttentionInputs]:
+        """Token (+ position) embeddings (B, T, n_embd) and the per-forward attention inputs."""
+        offset = kv_cache.length if kv_cache is not None else 0
+        self._check_idx(idx, offset)
+        T, L = idx.shape[1], offset + idx.shape[1]
+        positions = torch.arange(offset, L, device=idx.device)     # absolute positions of the new tokens
+        x = self.transformer.wte(idx)
+        cfg = self.config
+        if cfg.pos_encoding == "learned":
+            x = x + self.transformer.wpe(positions)
+        elif cfg.pos_encoding == "sinusoidal":
+            x = x + self.pos_table[positions]
+        rope = None
+        if cfg.pos_encoding == "rope":
+            rope = rope_cos_sin(positions, self.rope_inv_freq, cfg.rope_scaling, cfg.rope_scaling_factor,
+                                dtype=x.dtype)
+        # Query i (position offset+i) may attend to keys 0..offset+i.
+        mask, is_causal = None, False
+        if cfg.pos_encoding == "alibi":
+            mask = alibi_bias(self.alibi_slopes, T, L, offset).to(x.dtype)
+            future = torch.ones(T, L, dtype=torch.bool, device=idx.device).triu(offset + 1)
+            mask = mask.masked_fill(future, float("-inf"))
+        elif T == L:
+            is_causal = True
+        elif T > 1:   # several new tokens after a cached prefix (T == 1 sees every cached key)
+            mask = torch.ones(T, L, dtype=torch.bool, device=idx.device).tril(offset)
+        return self.transformer.drop(x), AttentionInputs(rope, mask, is_causal, kv_cache)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, last_only: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for every position and, given ``targets``, the mean cross-entropy.
+
+        ``idx``: token ids (B, T). ``targets``: (B, T) next-token ids; positions set to -100 are
+        ignored (e.g. the prompt part in instruction tuning). ``kv_cache``: the new tokens are placed
+        after the ``kv_cache.length`` cached positions and their keys/values stored.
+        ``last_only``: return logits for the last position only, (B, 1, vocab) — what generation needs.
+        Returns ``(logits (B, T, vocab_size), loss or None)``.
+        """
+        x, inputs = self._embed(idx, kv_cache)
+        for block in self.transformer.h:
+            x, _ = block(x, inputs)
+        x = self.transformer.ln_f(x)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+            if last_only:
+                raise ValueError("last_only=True cannot be combined with targets (the loss needs every position)")
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        if kv_cache is not None:
+            kv_cache.advance(idx.shape[1])
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights of every layer for ``idx`` (B, T): a list of ``n_layer`` tensors
+        (B, n_head, T, T), computed by the explicit reference attention (rows sum to 1)."""
+        x, inputs = self._embed(idx, None)
+        maps = []
+        for block in self.transformer.h:
+            x, weights = block(x, inputs, need_weights=True)
+            maps.append(weights)
+        return maps
+
+    # -------------------------------------------------------------------------------- generation
+    def make_cache(self, batch_size: int, max_len: int | None = None,
+                   dtype: torch.dtype | None = None) -> KVCache:
+        """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``block_size``)."""
+        p = self.lm_head.weight
+        return KVCache(self.config.n_layer, batch_size, self.config.kv_heads,
+                       max_len or self.config.block_size, self.config.head_dim,
+                       device=p.device, dtype=dtype or p.dtype)
+
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
+                 use_cache: bool = True, stop_tokens=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue ``idx`` (B, T) by up to ``max_new_tokens`` tokens; see ``lmcore.generation.generate``."""
+        from .generation import generate
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        min_p=min_p, use_cache=use_cache, stop_tokens=stop_tokens, generator=generator)
+
+    @classmethod
+    def from_hf_gpt2(cls, model_or_path) -> "GPT":
+        """Build a ``GPT`` from a Hugging Face GPT-2 (model object or local directory); see ``lmcore.hf``."""
+        from .hf import from_hf_gpt2
+        return from_hf_gpt2(model_or_path)

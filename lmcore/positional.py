@@ -1,0 +1,136 @@
+"""Positional encodings: how a transformer learns *where* each token sits.
+
+Self-attention on its own is permutation-equivariant: shuffle the input tokens and the outputs
+are shuffled the same way, so without extra information "dog bites man" and "man bites dog" look
+alike. This module holds the four standard ways to add order, each as a small pure function the
+model calls (and a chapter can plot):
+
+- **sinusoidal** (Vaswani et al., 2017): a fixed table ``PE[pos, 2i] = sin(pos / 10000^(2i/C))``,
+  ``PE[pos, 2i+1] = cos(...)`` added to the token embeddings. Nothing is learned.
+- **learned** (GPT-2): a trainable ``nn.Embedding(block_size, n_embd)`` added to the token
+  embeddings. It lives in the model (``GPT.transformer.wpe``); there is no maths to put here.
+- **RoPE** (Su et al., 2021): rotate each (even, odd) pair of query/key features by an angle
+  proportional to the position. The dot product of a rotated query at position ``m`` and a rotated
+  key at position ``n`` then depends on ``m - n`` only: relative position for free.
+  ``rope_scaling`` stretches the angles so a model can read longer contexts than it was trained on
+  (linear *position interpolation*, or *NTK-aware* scaling of the base).
+- **ALiBi** (Press et al., 2022): no change to the embeddings at all; each head adds
+  ``-slope_h * (query_pos - key_pos)`` to its attention scores, a linear penalty on distance.
+
+Every function that depends on where a sequence starts takes an ``offset`` (or explicit
+positions): with a KV cache the new token at step ``t`` has position ``t``, not ``0``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "sinusoidal_table",
+    "rope_inv_freq",
+    "rope_cos_sin",
+    "apply_rope",
+    "alibi_slopes",
+    "alibi_bias",
+    "ROPE_SCALINGS",
+]
+
+ROPE_SCALINGS = (None, "linear", "ntk")
+
+
+def sinusoidal_table(block_size: int, n_embd: int, base: float = 10000.0) -> torch.Tensor:
+    """The fixed sinusoidal position table, shape ``(block_size, n_embd)``.
+
+    Column pair ``(2i, 2i+1)`` is ``(sin, cos)`` of ``pos * base^(-2i/n_embd)``: wavelengths grow
+    geometrically from ``2π`` to ``2π·base``, so nearby positions have similar rows and the dot
+    product of two rows depends only on their distance.
+    """
+    if n_embd % 2:
+        raise ValueError(f"n_embd must be even for the sinusoidal table, got {n_embd}")
+    pos = torch.arange(block_size, dtype=torch.float64)[:, None]                 # (T, 1)
+    inv_freq = base ** (-torch.arange(0, n_embd, 2, dtype=torch.float64) / n_embd)  # (C/2,)
+    angles = pos * inv_freq                                                       # (T, C/2)
+    table = torch.empty(block_size, n_embd, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles)
+    return table.float()
+
+
+def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: str | None = None,
+                  factor: float = 1.0) -> torch.Tensor:
+    """RoPE's rotation frequencies, one per feature pair: shape ``(head_dim // 2,)``.
+
+    ``theta_i = base^(-2i/head_dim)``. With ``scaling="ntk"`` the base is enlarged to
+    ``base * factor^(head_dim/(head_dim-2))``: the slowest pair is stretched by exactly ``factor``
+    (so long-range positions stay inside the trained angle range) while the fastest pairs, which
+    encode local order, barely change. ``scaling="linear"`` leaves the frequencies alone and
+    divides the *positions* instead (see ``rope_cos_sin``).
+    """
+    if head_dim % 2:
+        raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+    if scaling == "ntk":
+        base = base * factor ** (head_dim / (head_dim - 2))
+    return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+
+
+def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: str | None = None,
+                 factor: float = 1.0, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines of the rotation angles ``pos * theta_i``, each ``(T, head_dim // 2)``.
+
+    ``positions`` are absolute positions (``offset + arange(T)`` with a KV cache). With
+    ``scaling="linear"`` (position interpolation) they are divided by ``factor``, squeezing a
+    ``factor``-times longer context into the position range seen in training.
+    """
+    pos = positions.to(torch.float64)
+    if scaling == "linear":
+        pos = pos / factor
+    angles = pos[:, None] * inv_freq.to(device=positions.device, dtype=torch.float64)[None, :]
+    return torch.cos(angles).to(dtype), torch.sin(angles).to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate feature pairs ``(x[..., 2i], x[..., 2i+1])`` of ``x`` (B, H, T, D) by the angles.
+
+    ``cos``/``sin`` are ``(T, D/2)``. A 2-D rotation of ``(a, b)`` by ``φ`` is
+    ``(a cos φ - b sin φ, a sin φ + b cos φ)``; rotating a query by ``mφ`` and a key by ``nφ``
+    leaves their dot product a function of ``(m - n)φ``.
+    """
+    a, b = x[..., 0::2], x[..., 1::2]                 # (B, H, T, D/2) each
+    rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)   # (B, H, T, D/2, 2)
+    return rotated.flatten(-2)                        # interleave back to (B, H, T, D)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's per-head slopes, shape ``(n_head,)``.
+
+    For ``n`` a power of two the slopes are the geometric sequence ``2^(-8/n), 2^(-16/n), ...,
+    2^(-8)``. Otherwise take the sequence for the largest power of two ``m < n`` and fill the
+    remaining ``n - m`` heads with every other slope of the sequence for ``2m`` (the recipe of
+    the ALiBi paper), so slopes still span short- and long-range heads.
+    """
+    if n_head < 1:
+        raise ValueError(f"n_head must be >= 1, got {n_head}")
+
+    def geometric(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    m = 2 ** math.floor(math.log2(n_head))
+    slopes = geometric(m)
+    if m < n_head:
+        slopes += geometric(2 * m)[0::2][: n_head - m]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(slopes: torch.Tensor, q_len: int, k_len: int, offset: int = 0) -> torch.Tensor:
+    """ALiBi's additive attention bias, shape ``(n_head, q_len, k_len)``.
+
+    Query ``i`` sits at absolute position ``offset + i``, key ``j`` at position ``j``; the bias is
+    ``-slope_h * (offset + i - j)``: zero on the diagonal, more negative the further back the key.
+    Entries for future keys (``j > offset + i``) are positive here; the causal mask removes them.
+    """
+    q_pos = torch.arange(offset, offset + q_len, device=slopes.device)
+    k_pos = torch.arange(k_len, device=slopes.device)
+    distance = (q_pos[:, None] - k_pos[None, :]).to(slopes.dtype)    # (q_len, k_len)
+    return -slopes[:, None, None] * distance

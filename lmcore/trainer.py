@@ -1,0 +1,527 @@
+"""The training loop every chapter uses: ``Trainer(model, TrainConfig(...), train, val).train()``.
+
+It works with any ``nn.Module`` whose ``forward(x, targets)`` returns ``(logits, loss)`` (``GPT``
+does), and does what a careful training script does, in one readable place:
+
+* **AdamW** with weight decay only on matrices and embeddings (parameters with >= 2 dimensions),
+  never on biases or LayerNorm gains, whose scale is not a source of over-fitting;
+* a learning rate that **warms up** linearly (Adam's second-moment estimates are noisy at first)
+  and then follows a **cosine** down to ``min_lr``;
+* **gradient accumulation** (a large batch in several small micro-batches) and **clipping**;
+* **mixed precision** on CUDA (bfloat16, or float16 with a loss scaler on older GPUs), plain
+  float32 on CPU and Apple's MPS; optional ``torch.compile``;
+* periodic **evaluation** of train and validation loss on ``eval_iters`` fixed batches, a progress
+  bar, and a **history** for plots;
+* **checkpoints** that resume *exactly*: the batches come from a generator the Trainer owns, and
+  its state, the RNG states and the optimiser are saved, so an interrupted and resumed run
+  produces the same losses, bit for bit on a CPU, as an uninterrupted one;
+* **several processes** under ``torchrun`` (see :mod:`lmcore.distributed`).
+
+>>> from lmcore import data, CharTokenizer, Trainer, TrainConfig
+>>> from lmcore.model import GPT, GPTConfig
+>>> text = data.toy_corpus("train"); tok = CharTokenizer().train(text)
+>>> ids = torch.tensor(tok.encode(text))
+>>> model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=64))
+>>> trainer = Trainer(model, TrainConfig(max_steps=200, progress=False), *data.train_val_split(ids))
+>>> history = trainer.train()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from . import __version__
+from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from .data import get_batch
+from .distributed import all_reduce_mean, dist_info
+from .runtime import get_device
+
+__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "BatchFn", "model_config_dict"]
+
+#: ``batch_fn(split, generator) -> (x, y)``: a custom source of (global) batches, e.g. with masked
+#: targets (-100) for instruction tuning.  ``split`` is ``"train"`` or ``"val"``; draw all
+#: randomness from ``generator`` so that runs are reproducible and resumable.
+BatchFn = Callable[[str, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Fields that may differ between a checkpoint and the run resuming it: they change how long
+# the run goes on, how often it reports, or where it runs, not what a training step computes.
+_RESUMABLE_CHANGES = frozenset({"max_steps", "eval_interval", "eval_iters", "device", "compile",
+                                "out_dir", "save_best", "progress"})
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the model was not updated with it."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"the training loss is {loss} at step {step}: training diverged. Lower lr "
+                         "(or raise warmup_steps), keep grad_clip on, and check the data and the model; "
+                         "the last checkpoint (if any) holds the state before the divergence.")
+        self.step, self.loss = step, loss
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run (all plain values, so they fit in a checkpoint).
+
+    ``batch_size`` is the *global* batch of one micro-step (split across processes under DDP);
+    one optimiser step sees ``batch_size * grad_accum_steps`` sequences of ``block_size`` tokens.
+    """
+
+    max_steps: int = 1000              # optimiser steps in the whole run
+    batch_size: int = 12               # sequences per micro-step (global, over all processes)
+    block_size: int | None = None      # tokens per sequence; None = the model's config.block_size
+    grad_accum_steps: int = 1          # micro-steps per optimiser step
+    lr: float = 1e-3                   # peak learning rate, reached after the warm-up
+    min_lr: float = 1e-4               # the cosine decays to this
+    warmup_steps: int = 100
+    lr_decay_steps: int | None = None  # where the cosine reaches min_lr; None = max_steps
+    weight_decay: float = 0.1          # applied to matrices and embeddings only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0             # max global gradient norm; 0 turns clipping off
+    eval_interval: int = 250           # evaluate (and checkpoint) every this many steps, and at the end
+    eval_iters: int = 20               # batches per loss estimate
+    seed: int = 1337                   # seeds the data generator (model init is the caller's)
+    device: str | None = None          # None = lmcore.get_device(): cuda, then mps, then cpu
+    dtype: str = "auto"                # auto = bfloat16 (or float16) autocast on CUDA, float32 elsewhere
+    compile: bool = False              # torch.compile the model (faster on GPUs, slow to start)
+    out_dir: str | None = None         # where checkpoints go; None = keep nothing on disk
+    save_best: bool = True             # also keep best.pt (lowest validation loss)
+    progress: bool = True              # show a tqdm progress bar
+
+    def __post_init__(self) -> None:
+        def need_int(name: str, low: int, allow_none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"TrainConfig.{name} must be an int, got {v!r}")
+            if v < low:
+                raise ValueError(f"TrainConfig.{name} must be >= {low}, got {v}")
+
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters"):
+            need_int(name, 1)
+        need_int("block_size", 1, allow_none=True)
+        need_int("lr_decay_steps", 1, allow_none=True)
+        need_int("warmup_steps", 0)
+        need_int("seed", 0)
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TypeError(f"TrainConfig.{name} must be a finite number, got {v!r}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"TrainConfig.min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"TrainConfig.weight_decay and grad_clip must be >= 0, got "
+                             f"{self.weight_decay} and {self.grad_clip}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"TrainConfig.beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"TrainConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.lr_decay_steps is not None and self.lr_decay_steps < self.warmup_steps:
+            raise ValueError(f"TrainConfig.lr_decay_steps ({self.lr_decay_steps}) must be >= warmup_steps "
+                             f"({self.warmup_steps})")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        decay_steps = self.lr_decay_steps or self.max_steps
+        if step >= decay_steps:
+            return self.min_lr
+        progress = (step - self.warmup_steps) / max(1, decay_steps - self.warmup_steps)
+        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
+    """The model's config as a plain dict (``model.config`` as a dataclass or dict), else None."""
+    config = getattr(_unwrap(model), "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    return None
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+class Trainer:
+    """Train ``model`` on 1-D token tensors (or on batches from ``batch_fn``), see the module doc.
+
+    Args:
+        model: returns ``(logits, loss)`` from ``model(x, targets)``; moved to the config's device.
+        config: the run's :class:`TrainConfig`.
+        train_data, val_data: 1-D int64 token tensors (``val_data`` optional); batches are random
+            windows (:func:`lmcore.data.get_batch`).
+        batch_fn: instead of the tensors, ``batch_fn(split, generator) -> (x, y)`` with ``x``, ``y``
+            of shape ``(batch_size, T)``; targets may contain -100 (ignored by the loss).
+
+    Attributes:
+        step: optimiser steps done so far.
+        history: one dict per training step (``step``, ``train_loss``, ``lr``, ``tokens``,
+            ``grad_norm``, ``elapsed_s``) and one per evaluation (``step``, ``tokens``,
+            ``eval_train_loss``, ``val_loss``, ``val_ppl``); ``series(key)`` picks one curve.
+        best_val_loss: lowest validation loss seen (``inf`` before the first evaluation).
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, train_data: torch.Tensor | None = None,
+                 val_data: torch.Tensor | None = None, *, batch_fn: BatchFn | None = None) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.config = config
+        self.dist = dist_info()
+        self.device = self._pick_device(config)
+        self.model = model.to(self.device)
+        self.block_size = self._block_size(model, config)
+        self.batch_fn = batch_fn
+        if batch_fn is None:
+            if train_data is None:
+                raise ValueError("pass train_data (a 1-D token tensor) or batch_fn")
+            self.train_data = self._check_data(train_data, "train_data")
+            self.val_data = None if val_data is None else self._check_data(val_data, "val_data")
+        elif train_data is not None or val_data is not None:
+            raise ValueError("pass either train_data/val_data or batch_fn, not both")
+        else:
+            self.train_data = self.val_data = None
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(f"TrainConfig.batch_size={config.batch_size} must be divisible by the number "
+                             f"of processes ({self.dist.world_size}): it is the global batch")
+
+        self.amp_dtype = self._amp_dtype(config, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.optimizer = self._make_optimizer()
+        # The batch stream: a generator owned by the Trainer (identical on every rank, which then
+        # takes its own slice), saved in checkpoints so a resumed run sees the same batches.
+        self.generator = torch.Generator().manual_seed(config.seed)
+        fwd = self.model
+        if self.dist.enabled:
+            fwd = DistributedDataParallel(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._fwd = torch.compile(fwd) if config.compile else fwd
+        self._eval_model = torch.compile(self.model) if config.compile else self.model
+
+        self.step = 0
+        self.tokens = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val_loss = math.inf
+        self._elapsed = 0.0
+
+    # --- construction helpers ----------------------------------------------------------------
+    def _pick_device(self, config: TrainConfig) -> torch.device:
+        device = get_device(config.device)
+        if self.dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        return device
+
+    @staticmethod
+    def _block_size(model: nn.Module, config: TrainConfig) -> int | None:
+        model_bs = (model_config_dict(model) or {}).get("block_size")
+        if config.block_size is not None:
+            if model_bs is not None and config.block_size > model_bs:
+                raise ValueError(f"TrainConfig.block_size={config.block_size} exceeds the model's block_size="
+                                 f"{model_bs}; lower it or build a model with a longer context")
+            return config.block_size
+        return model_bs
+
+    def _check_data(self, data: Any, name: str) -> torch.Tensor:
+        data = torch.as_tensor(data)
+        if data.ndim != 1 or data.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"{name} must be a 1-D integer token tensor, got shape {tuple(data.shape)} "
+                             f"dtype {data.dtype}")
+        if self.block_size is None:
+            raise ValueError("set TrainConfig.block_size: the model has no config.block_size to default to")
+        if data.numel() <= self.block_size:
+            raise ValueError(f"{name} has {data.numel()} tokens, fewer than block_size + 1 = "
+                             f"{self.block_size + 1}")
+        return data.long()
+
+    @staticmethod
+    def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+        """The autocast dtype, or None for plain float32."""
+        if config.dtype == "float32":
+            return None
+        if device.type != "cuda":
+            if config.dtype == "float16":
+                raise ValueError("TrainConfig.dtype='float16' needs a CUDA GPU; use 'auto' or 'float32'")
+            return torch.bfloat16 if config.dtype == "bfloat16" and device.type == "cpu" else None
+        if config.dtype == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return getattr(torch, config.dtype)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        cfg = self.config
+        return torch.optim.AdamW(groups, lr=cfg.lr_at(0), betas=(cfg.beta1, cfg.beta2),
+                                 fused=True if self.device.type == "cuda" else None)
+
+    # --- batches -----------------------------------------------------------------------------
+    def get_batch(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of one global batch of ``split``: ``(x, y)``, ``(batch_size / world, T)``."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        gen = self.generator if generator is None else generator
+        if self.batch_fn is not None:
+            x, y = self.batch_fn(split, gen)
+        else:
+            data = self.train_data if split == "train" else self.val_data
+            if data is None:
+                raise ValueError(f"no {split} data: pass val_data to the Trainer")
+            x, y = get_batch(data, self.config.batch_size, self.block_size, "cpu", gen)
+        if x.shape[0] != self.config.batch_size or y.shape != x.shape:
+            raise ValueError(f"a batch must be (x, y) of equal shape with batch_size={self.config.batch_size} "
+                             f"rows, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+        rows = self.config.batch_size // self.dist.world_size
+        x = x[self.dist.rank * rows:(self.dist.rank + 1) * rows]
+        y = y[self.dist.rank * rows:(self.dist.rank + 1) * rows]
+        non_blocking = self.device.type == "cuda"
+        return x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    # --- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def estimate_loss(self) -> dict[str, float]:
+        """Mean loss over ``eval_iters`` batches of each split (``{"train": ..., "val": ...}``).
+
+        The batches come from a generator re-seeded every time, so successive estimates use the
+        same windows (differences are the model's, not the sample's), and the training batch
+        stream is left untouched.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        out = {}
+        splits = ["train"] + (["val"] if self.batch_fn is not None or self.val_data is not None else [])
+        for split in splits:
+            gen = torch.Generator().manual_seed(self.config.seed + 1)
+            total = torch.zeros((), device=self.device)
+            for _ in range(self.config.eval_iters):
+                x, y = self.get_batch(split, gen)
+                with self._autocast():
+                    _, loss = self._eval_model(x, y)
+                total += loss.float()
+            out[split] = all_reduce_mean(total / self.config.eval_iters).item()
+        self.model.train(was_training)
+        return out
+
+    # --- training ----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step (``grad_accum_steps`` micro-batches); returns loss, lr and grad norm.
+
+        Raises :class:`NonFiniteLossError` before updating the model if the loss is NaN or inf.
+        """
+        cfg = self.config
+        self.model.train()
+        lr = cfg.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum_steps):
+            x, y = self.get_batch("train")
+            # Under DDP, gradients are averaged across ranks only on the last micro-step.
+            last = micro == cfg.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self._ddp().no_sync()
+            with sync:
+                with self._autocast():
+                    _, loss = self._fwd(x, y)
+                # Average over micro-steps, so the gradient is that of the mean over the big batch.
+                loss = loss / cfg.grad_accum_steps
+                total += loss.detach().float()
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            self.tokens += x.numel() * self.dist.world_size
+        loss_value = all_reduce_mean(total).item()
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(self.step, loss_value)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if cfg.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        else:
+            grad_norm = float(torch.linalg.vector_norm(torch.stack(
+                [p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None])))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+
+    def _ddp(self) -> DistributedDataParallel:
+        return self._fwd._orig_mod if hasattr(self._fwd, "_orig_mod") else self._fwd
+
+    def evaluate(self) -> dict[str, float]:
+        """Estimate the losses now, record them in the history and keep ``best.pt`` up to date."""
+        losses = self.estimate_loss()
+        record = {"eval_train_loss": losses["train"]}
+        if "val" in losses:
+            record.update(val_loss=losses["val"], val_ppl=math.exp(min(losses["val"], 700.0)))
+        self.history.append({"step": self.step, "tokens": self.tokens, **record})
+        if "val" in losses and losses["val"] < self.best_val_loss:
+            self.best_val_loss = losses["val"]
+            if self.config.save_best and self.config.out_dir:
+                self.save_checkpoint("best")
+        return losses
+
+    def train(self, steps: int | None = None) -> list[dict[str, Any]]:
+        """Train until ``max_steps`` (or for at most ``steps`` more steps); returns the history.
+
+        Evaluates every ``eval_interval`` steps and at the end; after each evaluation (and at
+        the end) writes ``last.pt`` to ``out_dir`` when one is set.
+        """
+        cfg = self.config
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be a positive int or None, got {steps!r}")
+        stop = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
+        bar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
+        last_val = None
+        try:
+            while self.step < stop:
+                if self.step % cfg.eval_interval == 0 and not self._evaluated_now():
+                    last_val = self.evaluate().get("val")
+                    self._save_last()
+                t0 = time.perf_counter()
+                record = {"step": self.step, **self.train_step()}
+                self._elapsed += time.perf_counter() - t0
+                record.update(tokens=self.tokens, elapsed_s=self._elapsed)
+                self.history.append(record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['train_loss']:.4f}",
+                                    **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
+            if self.step == cfg.max_steps and not self._evaluated_now():
+                last_val = self.evaluate().get("val")
+                if bar is not None and last_val is not None:
+                    bar.set_postfix(loss=f"{self.history[-1].get('train_loss', math.nan):.4f}", val=f"{last_val:.4f}")
+            self._save_last()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def _evaluated_now(self) -> bool:
+        return any(r["step"] == self.step and "eval_train_loss" in r for r in self.history[-2:])
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """``(steps, values)`` of one history key, for plotting: ``plt.plot(*trainer.series("val_loss"))``."""
+        pairs = [(r["step"], r[key]) for r in self.history if key in r]
+        if not pairs:
+            known = sorted({k for r in self.history for k in r})
+            raise KeyError(f"no history entry has {key!r}; known keys: {known}")
+        steps, values = zip(*pairs)
+        return list(steps), list(values)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (plain containers and tensors only)."""
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "tokens": self.tokens,
+            "elapsed_s": self._elapsed,
+            "best_val_loss": self.best_val_loss,
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": rng,
+            "model_config": model_config_dict(self.model),
+            "model_class": type(_unwrap(self.model)).__name__,
+            "train_config": self.config.to_dict(),
+            "history": self.history,
+            "lmcore_version": __version__,
+        }
+
+    def save_checkpoint(self, tag: str = "last") -> Path | None:
+        """Write ``<out_dir>/<tag>.pt`` (rank 0 only; returns its path, or None on other ranks)."""
+        if not self.config.out_dir:
+            raise ValueError("TrainConfig.out_dir is not set: there is nowhere to save a checkpoint")
+        if not self.dist.is_main:
+            return None
+        return save_checkpoint(self.state_dict(), Path(self.config.out_dir) / f"{tag}.pt")
+
+    def _save_last(self) -> None:
+        if self.config.out_dir:
+            self.save_checkpoint("last")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; raises ``ValueError`` if it belongs to another config."""
+        mine, theirs = model_config_dict(self.model), state.get("model_config")
+        if mine != theirs:
+            diff = sorted(k for k in set(mine or {}) | set(theirs or {})
+                          if (mine or {}).get(k) != (theirs or {}).get(k))
+            raise ValueError(f"the checkpoint's model config differs from this model's in {diff}: "
+                             f"checkpoint {theirs}, model {mine}; build the model from the checkpoint's "
+                             "config or use another out_dir")
+        mine, theirs = self.config.to_dict(), state["train_config"]
+        diff = sorted(k for k in mine if k not in _RESUMABLE_CHANGES and mine[k] != theirs.get(k))
+        if diff:
+            raise ValueError("the checkpoint was trained with a different TrainConfig: "
+                             + ", ".join(f"{k}={theirs.get(k)!r} (now {mine[k]!r})" for k in diff)
+                             + "; a resumed run must keep these, or start a fresh run in another out_dir")
+        try:
+            _unwrap(self.model).load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise ValueError(f"the checkpoint's weights do not fit this model: {e}") from e
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.generator.set_state(state["rng"]["data"])
+        self.step, self.tokens = state["step"], state["tokens"]
+        self._elapsed, self.best_val_loss = state["elapsed_s"], state["best_val_loss"]
+        self.history = list(state["history"])
+
+    def resume(self, path: str | os.PathLike | None = None) -> "Trainer":
+        """Continue from a checkpoint (default: ``<out_dir>/last.pt``) written by an identical run."""
+        if path is None:
+            if not self.config.out_dir:
+                raise ValueError("pass a checkpoint path or set TrainConfig.out_dir to resume from")
+            path = self.config.out_dir
+        # RNG states must stay on the CPU; load_state_dict moves weights and optimiser state.
+        self.load_state_dict(load_checkpoint(resolve_checkpoint(path), map_location="cpu"))
+        return self
