@@ -59,6 +59,16 @@ test: assets
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
 
+student: $(VENV)/.installed
+	$(BIN)/python -m lmcore.course student --out $(or $(OUT),student) $(if $(CHAPTER),--chapter $(CHAPTER))
+
+# The book with every solution hidden (sphinx-exercise's hide_solutions), for publishing before a
+# deadline; it reuses the execution cache of `make book`.
+book-instructor: assets
+	$(BIN)/python -m lmcore.course instructor-config --out _build/instructor_config.yml
+	$(BIN)/jupyter-book build . --config _build/instructor_config.yml --path-output _build/instructor $(JB_FLAGS)
+	@echo "The book without solutions is at $(CURDIR)/_build/instructor/_build/html/index.html"
+
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab chapters/
 

@@ -6,22 +6,36 @@ Public API (each name is documented in its module):
 - ``lmcore.tokenizers``: ``CharTokenizer`` and a byte-level ``BPETokenizer`` with one interface.
 - ``lmcore.model``: ``GPTConfig`` and ``GPT`` (positional encodings in ``lmcore.positional``).
 - ``lmcore.generation`` / ``lmcore.sampling`` / ``lmcore.kv_cache``: ``generate``, samplers, ``KVCache``.
+- ``lmcore.trainer``: ``Trainer`` / ``TrainConfig`` (checkpoints in ``lmcore.checkpoint``, DDP in
+  ``lmcore.distributed``); ``lmcore.zoo``: ``pretrained(name)``; CLIs ``python -m lmcore.train`` /
+  ``python -m lmcore.generate``.
 - ``lmcore.runtime``: ``setup()`` (device + seeds), used by every chapter's first cell.
 """
 __version__ = "0.1.0"
 
 from .runtime import get_device, seed_everything, setup
 from .tokenizers import CharTokenizer, Tokenizer, load_tokenizer
+from .tokenizers import BPETokenizer
+from . import ngram
+from .ngram import NGramLM
 from . import data
+from . import exercises
 from .model import GPT, GPTConfig
 from .kv_cache import KVCache, kv_cache_bytes
 from .generation import generate
 from . import positional, sampling
+from .trainer import NonFiniteLossError, TrainConfig, Trainer
+from .checkpoint import load_checkpoint, save_checkpoint
+from . import zoo
+from .zoo import list_models, load_model, pretrained
 
 __all__ = [
     "__version__",
     "setup", "get_device", "seed_everything",
     "Tokenizer", "CharTokenizer", "load_tokenizer",
-    "data",
+    "BPETokenizer", "ngram", "NGramLM",
+    "data", "exercises",
     "GPT", "GPTConfig", "KVCache", "kv_cache_bytes", "generate", "positional", "sampling",
+    "Trainer", "TrainConfig", "NonFiniteLossError", "load_checkpoint", "save_checkpoint",
+    "zoo", "pretrained", "list_models", "load_model",
 ]

@@ -23,9 +23,9 @@ from .model import GPT, GPTConfig
 __all__ = ["from_hf_gpt2", "gpt2_config_from_hf"]
 
 # HF GPT-2 layers stored as Conv1D (weight (in, out)); nn.Linear wants (out, in).
-_CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_CONV1D_WEIGHTS = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 # Non-parameter buffers older transformers versions saved (the causal mask); we build our own.
-_IGNORED_SUFFIXES = ("attn.bias", "attn.masked_bias")
+_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 _ACTIVATIONS = {"gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "gelu": "gelu"}
 
 

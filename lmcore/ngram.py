@@ -316,14 +316,17 @@ class NGramLM:
             raise ValueError(f"num_tokens must be a non-negative int, got {num_tokens!r}")
         rng = generator if isinstance(generator, np.random.Generator) else np.random.default_rng(
             0 if generator is None else generator)
-        history = list(self._context(context))
+        history = tuple(int(i) for i in self._context(context))
+        cdfs: dict[tuple[int, ...], np.ndarray] = {}  # contexts recur: compute each one's CDF once
         out: list[int] = []
-        for _ in range(num_tokens):
-            cdf = np.cumsum(self.next_token_probs(history))
-            tok = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-            tok = min(tok, self.vocab_size - 1)  # guard against rounding at the very top
+        for u in rng.random(num_tokens):
+            cdf = cdfs.get(history)
+            if cdf is None:
+                cdf = cdfs[history] = np.cumsum(self._probs(np.array([history], dtype=np.int64)
+                                                            .reshape(1, len(history)), None)[0])
+            tok = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), self.vocab_size - 1)
             out.append(tok)
-            history = (history + [tok])[-(self.n - 1):] if self.n > 1 else []
+            history = (history + (tok,))[1 if len(history) == self.n - 1 else 0:]
         return out
 
     def __repr__(self) -> str:

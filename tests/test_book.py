@@ -69,3 +69,49 @@ def test_every_page_built_without_tracebacks_or_remote_scripts(built_book):
             f"{page.name} shows an error output"
         remote = [m.group(0) for m in REMOTE.finditer(html)]
         assert not remote, f"{page.name} loads remote assets: {remote}"
+
+
+def _solution_texts(nb_path):
+    """Distinctive lines of every solution in a chapter: code cells tagged `solution` and the
+    bodies of prose `{solution}` blocks."""
+    cells = json.loads(nb_path.read_text())["cells"]
+    texts = []
+    for c in cells:
+        src = "".join(c["source"])
+        if c["cell_type"] == "code" and "solution" in c.get("metadata", {}).get("tags", []):
+            texts += [line.strip() for line in src.splitlines() if len(line.strip()) > 25]
+        elif c["cell_type"] == "markdown" and "{solution}" in src:
+            body = src.split("{solution}", 1)[1].split("```", 1)[0]
+            texts += [line.strip() for line in body.splitlines()[1:]
+                      if len(line.strip()) > 25 and not line.strip().startswith(":") and "$" not in line]
+    return texts
+
+
+@pytest.mark.book
+def test_instructor_build_hides_every_solution(built_book, tmp_path):
+    import html as html_lib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tmp_path / "instructor_config.yml"
+    subprocess.run([sys.executable, "-m", "lmcore.course", "instructor-config", "--out", str(cfg)], cwd=ROOT, check=True)
+    out = tmp_path / "instructor"
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(ROOT), "--config", str(cfg), "--path-output", str(out), "-W", "-n",
+                           "--keep-going"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    def page_text(html_root, nb):
+        page = html_root / "chapters" / f"{nb.stem}.html"
+        return page, html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+
+    for nb in chapter_notebooks():
+        _, public = page_text(built_book, nb)
+        lines = _solution_texts(nb)
+        assert "Solution to" in public and any(line in public for line in lines), \
+            f"{nb.stem}: the normal build should show solutions (otherwise this test proves nothing)"
+        page, text = page_text(out / "_build" / "html", nb)
+        assert "Solution to" not in text, f"{page.name}: a solution heading is still there"
+        for line in lines:
+            assert line not in text, f"{page.name} still shows solution text: {line!r}"

@@ -7,5 +7,13 @@ Chapter-specific checks live in ``lmcore/exercises/chNN.py`` and are re-exported
 from __future__ import annotations
 
 from ._check import CheckFailed, run_check
+from .ch01 import check_cross_entropy, check_perplexity, check_sample_from_logits
 
 __all__ = ["CheckFailed", "run_check"]
+__all__ += ["check_sample_from_logits", "check_cross_entropy", "check_perplexity"]
+from .ch02 import check_bigram_probs, check_jelinek_mercer
+from .ch03 import check_apply_merges, check_merge, check_train_bpe
+__all__ += ["check_bigram_probs", "check_jelinek_mercer"]
+__all__ += ["check_merge", "check_apply_merges", "check_train_bpe"]
+from .ch07 import check_cached_attention_step, check_kv_cache_bytes
+__all__ += ["check_kv_cache_bytes", "check_cached_attention_step"]

@@ -60,6 +60,6 @@ class CharTokenizer(Tokenizer):
         # ids are positions in the sorted vocabulary: a string that is not sorted and distinct
         # would silently renumber every id, so it is rejected rather than repaired
         if not isinstance(chars, str) or list(chars) != sorted(set(chars)):
-            raise ValueError("the character tokenizer's state must be {'chars': <distinct characters "
-                             f"in sorted order>}, got {state!r:.80}; the file is corrupt or was edited")
+            raise ValueError("the character tokenizer's state must hold 'chars', a string of distinct "
+                             f"characters in sorted order, got {state!r:.80}; the file is corrupt or was edited")
         return cls(chars)

@@ -1,0 +1,166 @@
+"""Beam search: an approximate search for the most probable continuation.
+
+Greedy decoding commits to the best token at every step, but the most probable *sequence* may
+start with a token that is not the most probable one. Beam search keeps the ``beam_width`` best
+partial sequences (by total log-probability) at every step instead of one: each is extended by
+every token of the vocabulary, and the ``beam_width`` best extensions survive. A width of 1 is
+greedy decoding; a width of at least ``vocab_size ** (max_new_tokens - 1)`` never prunes anything
+and so finds the exact arg-max (what the tests check against brute-force enumeration).
+
+**Stopping.** A hypothesis that produces ``stop_token`` is finished: it is kept aside and no longer
+extended. Search ends after ``max_new_tokens`` steps or when no unfinished hypothesis is left.
+At each step the extensions are ranked by total log-probability; a finished extension is kept
+when it ranks among the first ``beam_width``, and the ``beam_width`` best *unfinished* extensions
+carry on (so the beam stays full while unfinished candidates exist).
+
+**Length normalisation.** Every token multiplies the probability by a number below one, so raw
+log-probability favours short sequences. The final ranking uses
+``score = logprob / n_new ** length_penalty`` where ``n_new`` counts the generated tokens
+(including the stop token): ``length_penalty = 0`` ranks by raw log-probability, ``1`` by the
+average log-probability per token. The pruning during the search always uses the raw total, so
+every hypothesis at a given step has the same length and normalisation would not change it.
+
+Hypotheses are extended with one batched forward pass per step using the model's KV cache; the
+cache rows are reordered to follow the surviving beams.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from .kv_cache import KVCache
+
+if TYPE_CHECKING:
+    from .model import GPT
+
+__all__ = ["BeamHypothesis", "beam_search", "sequence_logprob"]
+
+
+@dataclass(frozen=True)
+class BeamHypothesis:
+    """One result of :func:`beam_search`.
+
+    ``tokens``: the prompt followed by the generated ids, (T0 + n_new,). ``logprob``: the model's
+    total natural-log probability of the generated ids given the prompt. ``score``: ``logprob``
+    divided by ``n_new ** length_penalty`` (what the results are ranked by). ``finished``: whether
+    it ended with the stop token.
+    """
+
+    tokens: torch.Tensor
+    logprob: float
+    score: float
+    finished: bool
+
+
+def _check_prompt(model: "GPT", idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int32) or idx.dim() not in (1, 2) \
+            or (idx.dim() == 2 and idx.shape[0] != 1):
+        raise ValueError("idx must be one prompt of token ids, an integer tensor of shape (T,) or (1, T)")
+    idx = idx.reshape(-1).long()
+    if idx.numel() == 0:
+        raise ValueError("idx (the prompt) is empty; give at least one token (e.g. a beginning-of-text token)")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if idx.numel() + max_new_tokens > model.config.block_size + 1:
+        raise ValueError(f"prompt ({idx.numel()} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                         f"context (block_size {model.config.block_size}) by more than one token; beam search "
+                         "does not slide the window: shorten the prompt or max_new_tokens")
+    vocab_size = model.config.vocab_size
+    if int(idx.min()) < 0 or int(idx.max()) >= vocab_size:
+        raise ValueError(f"idx contains token ids outside the vocabulary [0, {vocab_size})")
+    return idx
+
+
+def _reorder(cache: KVCache, rows: torch.Tensor) -> None:
+    """Make cache row ``i`` a copy of the old row ``rows[i]`` (the beams that survived)."""
+    for layer in range(len(cache.keys)):
+        cache.keys[layer] = cache.keys[layer].index_select(0, rows)
+        cache.values[layer] = cache.values[layer].index_select(0, rows)
+
+
+@torch.inference_mode()
+def beam_search(model: "GPT", idx: torch.Tensor, max_new_tokens: int, beam_width: int = 4,
+                length_penalty: float = 0.0, stop_token: int | None = None) -> list[BeamHypothesis]:
+    """Search for the most probable continuation of one prompt ``idx`` (T0,) or (1, T0).
+
+    Returns up to ``beam_width`` hypotheses, best ``score`` first (see the module docstring):
+    the finished ones and, if fewer than ``beam_width`` finished, the unfinished ones still in the
+    beam after ``max_new_tokens`` steps. The prompt plus the generated tokens must fit in the
+    model's context (``T0 + max_new_tokens - 1 <= block_size``).
+    """
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
+            or not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number (0 = raw log-probability), got {length_penalty!r}")
+    vocab_size = model.config.vocab_size
+    if stop_token is not None and (isinstance(stop_token, bool) or not isinstance(stop_token, int)
+                                   or not 0 <= stop_token < vocab_size):
+        raise ValueError(f"stop_token must be None or a token id in [0, {vocab_size}), got {stop_token!r}")
+    prompt = _check_prompt(model, idx, max_new_tokens)
+
+    def score(logprob: float, n_new: int) -> float:
+        return logprob / n_new ** length_penalty
+
+    was_training = model.training
+    model.eval()
+    try:
+        cache = model.make_cache(1)
+        logits, _ = model(prompt[None], kv_cache=cache, last_only=True)     # (1, 1, V)
+        beams = prompt[None]                                                # (n_beams, T0 + step)
+        beam_lp = torch.zeros(1, dtype=torch.float64, device=prompt.device)  # (n_beams,)
+        finished: list[BeamHypothesis] = []
+        for step in range(1, max_new_tokens + 1):
+            logp = torch.log_softmax(logits[:, -1].double(), dim=-1)        # (n_beams, V)
+            total = (beam_lp[:, None] + logp).flatten()                     # (n_beams * V,)
+            order = total.argsort(descending=True, stable=True)
+            order = order[total[order] > -math.inf]                         # forbidden tokens are never extended
+            rows, toks = order // vocab_size, order % vocab_size
+            is_stop = toks == stop_token if stop_token is not None else torch.zeros_like(toks, dtype=torch.bool)
+            for j in torch.nonzero(is_stop[:beam_width]).flatten().tolist():
+                seq = torch.cat([beams[rows[j]], toks[j:j + 1]])
+                lp = float(total[order[j]])
+                finished.append(BeamHypothesis(seq, lp, score(lp, step), True))
+            live = torch.nonzero(~is_stop).flatten()[:beam_width]            # best unfinished extensions
+            if live.numel() == 0:
+                beams = beams[:0]
+                break
+            rows, toks = rows[live], toks[live]
+            beams = torch.cat([beams[rows], toks[:, None]], dim=1)
+            beam_lp = total[order[live]]
+            if step == max_new_tokens:
+                break
+            _reorder(cache, rows)
+            logits, _ = model(toks[:, None], kv_cache=cache, last_only=True)
+    finally:
+        model.train(was_training)
+    results = sorted(finished, key=lambda h: h.score, reverse=True)[:beam_width]
+    if len(results) < beam_width:   # fill up with the best unfinished hypotheses
+        unfinished = [BeamHypothesis(seq, float(lp), score(float(lp), seq.numel() - prompt.numel()), False)
+                      for seq, lp in zip(beams, beam_lp)]
+        results = sorted(results + unfinished, key=lambda h: h.score, reverse=True)[:beam_width]
+    return results
+
+
+@torch.inference_mode()
+def sequence_logprob(model: "GPT", prompt: torch.Tensor, continuation: torch.Tensor) -> torch.Tensor:
+    """Total log-probability of ``continuation`` (B, N) after ``prompt`` (T0,) under ``model``.
+
+    One forward pass over prompt + continuation; returns (B,) in float64. The whole sequence must
+    fit in the model's context.
+    """
+    if continuation.dim() == 1:
+        continuation = continuation[None]
+    B, N = continuation.shape
+    seq = torch.cat([prompt.reshape(1, -1).expand(B, -1), continuation], dim=1)
+    was_training = model.training
+    model.eval()
+    try:
+        logits, _ = model(seq[:, :-1])
+    finally:
+        model.train(was_training)
+    logp = torch.log_softmax(logits[:, -N:].double(), dim=-1)                # (B, N, V)
+    return logp.gather(-1, continuation[..., None]).squeeze(-1).sum(-1)

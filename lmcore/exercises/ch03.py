@@ -1,0 +1,83 @@
+"""Checks for the exercises of chapter 3, "Tokenization and BPE".
+
+The references are ``lmcore.tokenizers.BPETokenizer`` (trainer and encoder) run without regex
+pre-splitting, so a student's plain-Python functions over one sequence of ids can be compared
+with it directly.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..tokenizers import BPETokenizer
+from ..tokenizers.bpe import _merge_pair
+from ._check import CheckFailed, run_check
+
+__all__ = ["check_merge", "check_apply_merges", "check_train_bpe"]
+
+_TEXTS = ["the car the cat the rat", "aaaa abab aaa", "banana bandana", "héllo wörld 🙂🙂 héllo"]
+
+
+def _as_ids(out, what: str) -> list[int]:
+    if not isinstance(out, (list, tuple)) or not all(isinstance(i, int) for i in out):
+        raise CheckFailed(f"{what} should be a list of ints, got {type(out).__name__}"
+                          + (f" of {type(out[0]).__name__}" if isinstance(out, (list, tuple)) and out else ""))
+    return list(out)
+
+
+# --- exercise 1: one merge ----------------------------------------------------------------------------
+
+def check_merge(merge: Callable[[list[int], tuple[int, int], int], list[int]], quiet: bool = False) -> bool:
+    """Check ``merge(ids, pair, new_id)``: every occurrence of ``pair`` replaced, left to right."""
+    def body() -> None:
+        cases = [([1, 2, 3, 1, 2], (1, 2), 9), ([5, 5, 5], (5, 5), 7), ([5, 5, 5, 5], (5, 5), 7),
+                 ([1, 2], (2, 1), 8), ([], (1, 2), 3), ([4], (4, 4), 6)]
+        for ids, pair, new in cases:
+            want = _merge_pair(ids, pair[0], pair[1], new)
+            got = _as_ids(merge(list(ids), pair, new), f"merge({ids}, {pair}, {new})")
+            if got != want:
+                hint = ("overlapping occurrences: after merging a pair, continue after its second element"
+                        if pair[0] == pair[1] else "replace every occurrence of the pair by one new id")
+                raise CheckFailed(f"merge({ids}, {pair}, {new}) returned {got}. Hint: {hint}")
+
+    return run_check("merge", body, quiet)
+
+
+# --- exercise 2: encoding by applying merges in order -------------------------------------------------
+
+def check_apply_merges(apply_merges: Callable[[bytes, list[tuple[int, int]]], list[int]],
+                       quiet: bool = False) -> bool:
+    """Check ``apply_merges(data, merges)``: UTF-8 bytes → ids, merges applied in learned order."""
+    def body() -> None:
+        # "abc" with merges [(b, c), (a, b)]: learned order gives [a, bc]; longest match gives [ab, c]
+        a, b, c = b"abc"
+        cases = [("abc", BPETokenizer(pattern=None, merges=[(b, c), (a, b)]))]
+        cases += [(text, BPETokenizer(pattern=None).train(text * 3, 256 + 12)) for text in _TEXTS]
+        for text, tok in cases:
+            data = text.encode("utf-8")
+            got = _as_ids(apply_merges(data, list(tok.merges)), f"apply_merges on {text!r}")
+            want = tok.encode(text)
+            if got != want:
+                raise CheckFailed(f"on {text!r} with the merges learned from it you returned {got}, expected "
+                                  f"{len(want)} ids. Hint: start from the bytes and, over and over, merge the "
+                                  "adjacent pair that was learned EARLIEST, not the longest token that matches")
+
+    return run_check("apply_merges", body, quiet)
+
+
+# --- exercise 3: the notes' trainer -------------------------------------------------------------------
+
+def check_train_bpe(train_bpe: Callable[[str, int], list[tuple[int, int]]], quiet: bool = False) -> bool:
+    """Check ``train_bpe(text, num_merges)`` → merges ``[(a, b), …]`` (ids; merge r makes 256 + r)."""
+    def body() -> None:
+        for text in _TEXTS:
+            want = BPETokenizer(pattern=None).train(text, 256 + 8).merges
+            got = train_bpe(text, 8)
+            if not isinstance(got, list) or not all(isinstance(m, tuple) and len(m) == 2 for m in got):
+                raise CheckFailed("return a list of (a, b) tuples of ids")
+            if got != want:
+                k = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+                raise CheckFailed(f"on {text!r}, merge {k} is {got[k] if k < len(got) else 'missing'}; "
+                                  "check it: it should be the most frequent adjacent pair, ties going to the "
+                                  "smallest pair (a, b), and merge r should create the id 256 + r")
+
+    return run_check("train_bpe", body, quiet)

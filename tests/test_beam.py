@@ -1,0 +1,104 @@
+"""Beam search against brute-force enumeration of every continuation on a tiny model."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from lmcore import GPT, GPTConfig
+from lmcore.beam import beam_search, sequence_logprob
+
+V, L = 4, 4          # vocabulary size and number of new tokens: 4**4 = 256 continuations
+PROMPT = torch.tensor([1, 2])
+
+
+def tiny_model(seed: int) -> GPT:
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=False)).eval()
+    with torch.no_grad():      # larger weights than the init so the distributions are far from uniform
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(20)
+    return model
+
+
+def all_hypotheses(model, stop_token=None):
+    """Every possible continuation (ending at the first stop token, or after L tokens) with its log-prob."""
+    out = {}
+    for n in range(1, L + 1):
+        conts = torch.tensor(list(itertools.product(range(V), repeat=n)))
+        if stop_token is not None:
+            early = (conts[:, :-1] == stop_token).any(1)     # stopped before its last token
+            conts = conts[~early]
+            if n < L:
+                conts = conts[conts[:, -1] == stop_token]       # shorter ones exist only when they stop
+        elif n < L:
+            continue
+        for c, lp in zip(conts, sequence_logprob(model, PROMPT, conts)):
+            out[tuple(c.tolist())] = float(lp)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("stop_token", [None, 3])
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_wide_beam_finds_the_exhaustive_argmax(seed, stop_token, length_penalty):
+    model = tiny_model(seed)
+    hyps = all_hypotheses(model, stop_token)
+
+    def score(c):
+        return hyps[c] / len(c) ** length_penalty
+
+    ranked = sorted(hyps, key=score, reverse=True)
+    assert score(ranked[0]) - score(ranked[1]) > 1e-6           # a unique best, so the test is well posed
+    result = beam_search(model, PROMPT, L, beam_width=V ** L, length_penalty=length_penalty, stop_token=stop_token)
+    best = result[0]
+    assert tuple(best.tokens[len(PROMPT):].tolist()) == ranked[0]
+    assert best.logprob == pytest.approx(hyps[ranked[0]], abs=1e-4)
+    assert best.score == pytest.approx(score(ranked[0]), abs=1e-4)
+    assert best.finished == (stop_token is not None and ranked[0][-1] == stop_token)
+    # the top few of an exhaustive beam are the top few of the enumeration, in order
+    assert [tuple(h.tokens[len(PROMPT):].tolist()) for h in result[:5]] == ranked[:5]
+
+
+def test_width_one_is_greedy_and_wider_beams_never_do_worse():
+    found_better = False
+    for seed in range(6):
+        model = tiny_model(seed)
+        greedy = model.generate(PROMPT, L, temperature=0)
+        lps = [beam_search(model, PROMPT, L, beam_width=w)[0] for w in (1, 2, 4, 16)]
+        assert torch.equal(lps[0].tokens, greedy)
+        assert lps[0].logprob == pytest.approx(float(sequence_logprob(model, PROMPT, greedy[len(PROMPT):])), abs=1e-4)
+        # a wider beam keeps every hypothesis a narrower one keeps at each step only when nested;
+        # the exhaustive width is always at least as good as any other
+        exact = beam_search(model, PROMPT, L, beam_width=V ** L)[0].logprob
+        assert all(h.logprob <= exact + 1e-6 for h in lps)
+        found_better |= exact > lps[0].logprob + 1e-6
+    assert found_better, "on some model greedy should miss the most probable sequence"
+
+
+def test_results_are_sorted_and_scores_match_logprobs():
+    model = tiny_model(3)
+    result = beam_search(model, PROMPT, L, beam_width=5, length_penalty=1.0, stop_token=0)
+    assert len(result) == 5
+    assert [h.score for h in result] == sorted((h.score for h in result), reverse=True)
+    for h in result:
+        cont = h.tokens[len(PROMPT):]
+        assert h.logprob == pytest.approx(float(sequence_logprob(model, PROMPT, cont)), abs=1e-4)
+        assert h.score == pytest.approx(h.logprob / cont.numel(), abs=1e-9)
+        assert h.finished == (int(cont[-1]) == 0)
+        assert not (cont[:-1] == 0).any()
+
+
+def test_bad_arguments_are_named():
+    model = tiny_model(0)
+    for kwargs, name in [(dict(beam_width=0), "beam_width"), (dict(length_penalty=math.nan), "length_penalty"),
+                         (dict(stop_token=V), "stop_token")]:
+        with pytest.raises(ValueError, match=name):
+            beam_search(model, PROMPT, 3, **kwargs)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        beam_search(model, PROMPT, 0)
+    with pytest.raises(ValueError, match="block_size"):
+        beam_search(model, PROMPT, 8)
+    with pytest.raises(ValueError, match="one prompt"):
+        beam_search(model, torch.zeros(2, 3, dtype=torch.long), 2)
