@@ -82,10 +82,10 @@ def _cell(value: Any) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Render a list of dicts (same keys) as an aligned plain-text / Markdown-compatible table."""
+    """Render a list of dicts as an aligned Markdown table (columns: every key, first-seen order)."""
     if not rows:
         return "(no results)"
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_cell(r.get(k, "")) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
     line = lambda items: "| " + " | ".join(s.rjust(w) for s, w in zip(items, widths)) + " |"  # noqa: E731

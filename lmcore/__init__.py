@@ -5,7 +5,7 @@ Public API (each name is documented in its module):
 - ``lmcore.data``: the toy language with a known distribution, real corpora by name, batching.
 - ``lmcore.tokenizers``: ``CharTokenizer`` and a byte-level ``BPETokenizer`` with one interface.
 - ``lmcore.model``: ``GPTConfig`` and ``GPT`` (positional encodings in ``lmcore.positional``).
-- ``lmcore.generation`` / ``lmcore.sampling`` / ``lmcore.kv_cache``: ``generate``, samplers, ``KVCache``.
+- ``lmcore.generation`` / ``lmcore.sampling`` / ``lmcore.kv_cache``: ``generate`` (also ``GPT.generate``), samplers, ``KVCache``.
 - ``lmcore.trainer``: ``Trainer`` / ``TrainConfig`` (checkpoints in ``lmcore.checkpoint``, DDP in
   ``lmcore.distributed``); ``lmcore.zoo``: ``pretrained(name)``; CLIs ``python -m lmcore.train`` /
   ``python -m lmcore.generate``.
@@ -23,7 +23,7 @@ from . import exercises
 from .model import GPT, GPTConfig
 from .kv_cache import KVCache, kv_cache_bytes
 from .generation import generate
-from . import positional, sampling
+from . import generation, positional, sampling
 from .trainer import NonFiniteLossError, TrainConfig, Trainer
 from .checkpoint import load_checkpoint, save_checkpoint
 from . import zoo
@@ -35,7 +35,7 @@ __all__ = [
     "Tokenizer", "CharTokenizer", "load_tokenizer",
     "BPETokenizer", "ngram", "NGramLM",
     "data", "exercises",
-    "GPT", "GPTConfig", "KVCache", "kv_cache_bytes", "generate", "positional", "sampling",
+    "GPT", "GPTConfig", "KVCache", "kv_cache_bytes", "generate", "generation", "positional", "sampling",
     "Trainer", "TrainConfig", "NonFiniteLossError", "load_checkpoint", "save_checkpoint",
     "zoo", "pretrained", "list_models", "load_model",
 ]

@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The unit tests use tiny models, for which extra threads only add contention (and on a loaded
+# machine a second thread can slow a test a hundredfold). Notebooks and benchmarks are unaffected.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"

@@ -53,6 +53,13 @@ def test_page_renders(built_book, browser, doc):
     n_untypeset = page.evaluate(
         "Array.from(document.querySelectorAll('.math')).filter(e => !e.querySelector('mjx-container')).length")
     assert n_untypeset == 0, f"{doc}: {n_untypeset} of {n_math} formulas were not typeset by MathJax"
+    leaked = page.evaluate(r"""() => {
+        const root = document.querySelector('article') || document.body;
+        const clone = root.cloneNode(true);
+        clone.querySelectorAll('pre, code, mjx-container, .cell_output, script, style').forEach(e => e.remove());
+        return (clone.innerText.match(/\\(frac|sum|log|mid|text|mathbf|theta|alpha|beta|left|right)\b|\$\$/g) || []);
+    }""")
+    assert not leaked, f"{doc}: raw TeX leaked into the page text (a formula broken by markdown?): {leaked[:5]}"
     broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
     assert not broken, f"{doc}: images failed to load: {broken}"
     shots = built_book.parent / "screenshots"

@@ -33,7 +33,7 @@ def test_train_resume_generate(tmp_path):
     again = _run("lmcore.train", "--corpus", str(corpus), *TINY, "--steps", "8", "--out", str(out), "--resume")
     assert "starting at step 6" in again.stdout
 
-    wrong = _run("lmcore.train", "--corpus", str(corpus), *TINY[:4], "32", *TINY[6:], "--steps", "8",
+    wrong = _run("lmcore.train", "--corpus", str(corpus), *TINY[:5], "32", *TINY[6:], "--steps", "8",
                  "--out", str(out), "--resume", check_rc=2)
     assert "error:" in wrong.stderr and "n_embd" in wrong.stderr
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from lmcore.data import CorpusInfo, ToyLanguage, available, fetch_corpus, get_batch, load_text, toy_corpus, train_val_split
+from lmcore.data import (CorpusInfo, ToyLanguage, available, fetch_corpus, get_batch, load_text, toy_corpus,
+                         train_val_split)
 from lmcore.data import corpora
 from lmcore.data import toy as toy_module
 
@@ -292,7 +294,7 @@ def test_local_data_folder_is_copied_into_the_cache(tiny_corpus, tmp_path, monke
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "tiny.txt").write_bytes(b"not the right bytes")
-    monkeypatch.setenv("LMCORE_LOCAL_DATA", f"{bad}{__import__('os').pathsep}{source.parent}")
+    monkeypatch.setenv("LMCORE_LOCAL_DATA", f"{bad}{os.pathsep}{source.parent}")
     path = fetch_corpus("tiny", url=(tmp_path / "nowhere.txt").as_uri())  # never reaches the URL
     assert path.read_bytes() == data and path.parent.name == "corpora"
     monkeypatch.setenv("LMCORE_LOCAL_DATA", str(bad))  # a wrong local copy alone is not accepted

@@ -41,9 +41,9 @@ def test_cached_equals_uncached_greedy_and_sampled_beyond_block_size(case):
     # 40 new tokens with block_size 16: the window restarts several times
     (cached, uncached), _ = sample_both(model, prompt, 40, temperature=0)
     assert torch.equal(cached, uncached)
-    (cached, uncached), (g1, g2) = sample_both(model, prompt, 40, temperature=0.9, top_k=20, top_p=0.95)
+    (cached, uncached), (g1, g2) = sample_both(model, prompt, 40, temperature=1.5, top_k=20, top_p=0.95)
     assert torch.equal(cached, uncached)
-    assert len(set(cached[0, 5:].tolist())) > 5          # a varied sample, not a constant sequence
+    assert len(set(cached[:, 5:].flatten().tolist())) > 5   # a varied sample, not a constant sequence
     assert torch.equal(g1, g2)                            # the same random numbers were consumed
 
 

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lmcore.model import GPT, GPTConfig, AttentionInputs
 from lmcore.positional import (alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq,

@@ -17,3 +17,7 @@ __all__ += ["check_bigram_probs", "check_jelinek_mercer"]
 __all__ += ["check_merge", "check_apply_merges", "check_train_bpe"]
 from .ch07 import check_cached_attention_step, check_kv_cache_bytes
 __all__ += ["check_kv_cache_bytes", "check_cached_attention_step"]
+from .ch08 import check_min_p, check_top_p
+__all__ += ["check_top_p", "check_min_p"]
+from .ch06 import check_alibi_bias, check_apply_rope, check_sinusoidal_table
+__all__ += ["check_sinusoidal_table", "check_apply_rope", "check_alibi_bias"]

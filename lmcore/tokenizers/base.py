@@ -104,4 +104,6 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     kind = payload.get("kind")
     if kind not in _REGISTRY:
         raise ValueError(f"{path} holds an unknown tokenizer kind {kind!r}; known: {sorted(_REGISTRY)}")
+    if not isinstance(payload.get("state"), dict):
+        raise ValueError(f"{path} has no tokenizer state; the file is corrupt or was edited")
     return _REGISTRY[kind]._from_state(payload["state"])

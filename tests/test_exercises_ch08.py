@@ -1,0 +1,79 @@
+"""The chapter-8 checks pass the reference solutions and fail stubs and plausible wrong answers."""
+import torch
+
+from lmcore import sampling
+from lmcore.exercises import check_min_p, check_top_p
+
+
+def top_p_solution(probs, p):
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before < p)
+    kept = probs * keep
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def top_p_one_too_few(probs, p):
+    """The classic off-by-one: keeps tokens while the running total stays *at most* p."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    keep_sorted = sorted_probs.cumsum(-1) <= p
+    keep_sorted[..., 0] = True
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    kept = probs * keep
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def top_p_not_renormalised(probs, p):
+    return top_p_solution(probs, p) * (probs * (top_p_solution(probs, p) > 0)).sum(-1, keepdim=True)
+
+
+def top_p_forgets_to_unsort(probs, p):
+    sorted_probs, _ = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs
+    kept = sorted_probs * (before < p)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def min_p_solution(probs, min_p):
+    kept = probs * (probs >= min_p * probs.amax(-1, keepdim=True))
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def min_p_absolute(probs, min_p):
+    """Wrong: an absolute threshold instead of one relative to the top probability."""
+    kept = probs * (probs >= min_p)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def min_p_strict(probs, min_p):
+    kept = probs * (probs > min_p * probs.amax(-1, keepdim=True))
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def stub(probs, param):
+    raise NotImplementedError("write your filter here")
+
+
+def test_top_p_check_passes_solutions_and_lmcore():
+    assert check_top_p(top_p_solution)
+    assert check_top_p(sampling.top_p_filter)
+
+
+def test_top_p_check_fails_wrong_answers(capsys):
+    for wrong in (stub, top_p_one_too_few, top_p_not_renormalised, top_p_forgets_to_unsort):
+        assert not check_top_p(wrong), wrong.__name__
+    out = capsys.readouterr().out
+    assert "FAIL top_p_filter: not implemented" in out
+    assert "the right set has more" in out            # the one-too-few answer is told it kept too few
+    assert "renormalise" in out
+
+
+def test_min_p_check_passes_solutions_and_lmcore():
+    assert check_min_p(min_p_solution)
+    assert check_min_p(sampling.min_p_filter)
+
+
+def test_min_p_check_fails_wrong_answers(capsys):
+    for wrong in (stub, min_p_absolute, min_p_strict):
+        assert not check_min_p(wrong), wrong.__name__
+    assert "relative" in capsys.readouterr().out
