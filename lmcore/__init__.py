@@ -28,6 +28,7 @@ from .trainer import NonFiniteLossError, TrainConfig, Trainer
 from .checkpoint import load_checkpoint, save_checkpoint
 from . import zoo
 from .zoo import list_models, load_model, pretrained
+from .mlp_lm import MLPConfig, MLPLanguageModel
 
 __all__ = [
     "__version__",
@@ -38,4 +39,5 @@ __all__ = [
     "GPT", "GPTConfig", "KVCache", "kv_cache_bytes", "generate", "generation", "positional", "sampling",
     "Trainer", "TrainConfig", "NonFiniteLossError", "load_checkpoint", "save_checkpoint",
     "zoo", "pretrained", "list_models", "load_model",
+    "MLPLanguageModel", "MLPConfig",
 ]

@@ -177,6 +177,7 @@ def test_estimate_loss_is_repeatable_and_leaves_batch_stream_alone():
     assert trainer.model.training
 
 
+@pytest.mark.slow
 def test_gpt_learns_the_toy_language():
     text = data.toy_corpus("val")
     tok = CharTokenizer().train(text)

@@ -128,21 +128,23 @@ def test_attention_without_mask_is_permutation_equivariant():
     assert not torch.allclose(attention(x[perm], w, "transformer.h.0.attn.", 4), causal[perm], atol=1e-3)
 
 
-def test_causal_gpt_without_positions_sees_its_prefix_as_a_set():
-    """Under a causal mask and no positions, the logits at position t depend on the tokens 0..t-1
-    only as a multiset: shuffling them leaves position t's logits unchanged (but not those of the
-    shuffled positions). With learned positions, the same shuffle changes position t's logits."""
+def test_one_causal_layer_without_positions_sees_its_prefix_as_a_set():
+    """One causal layer, no positions: the logits at the last position t depend on the tokens
+    0..t-1 only as a multiset, so shuffling them leaves position t's logits unchanged. With learned
+    positions the same shuffle changes them; and with two causal layers it does too, because the
+    first layer's output at position s already depends on the order (how many tokens precede s):
+    a causal stack can infer position without any positional encoding."""
     g = torch.Generator().manual_seed(4)
     idx = torch.randint(0, 11, (1, 12), generator=g)
     perm = torch.cat([torch.randperm(11, generator=g), torch.tensor([11])])  # keep the last token in place
     assert not torch.equal(idx[0, perm], idx[0])
-    for pos_encoding, invariant in (("none", True), ("learned", False)):
-        model = _random_gpt(pos_encoding=pos_encoding)
+    for pos_encoding, n_layer, invariant in (("none", 1, True), ("learned", 1, False), ("none", 2, False)):
+        model = _random_gpt(pos_encoding=pos_encoding, n_layer=n_layer)
         with torch.no_grad():
             a, _ = model(idx)
             b, _ = model(idx[:, perm])
         same_last = torch.allclose(a[0, -1], b[0, -1], rtol=1e-4, atol=1e-4)
-        assert same_last == invariant, pos_encoding
+        assert same_last == invariant, (pos_encoding, n_layer)
         assert not torch.allclose(a[0, :-1], b[0, :-1], atol=1e-3)
 
 

@@ -21,3 +21,7 @@ from .ch08 import check_min_p, check_top_p
 __all__ += ["check_top_p", "check_min_p"]
 from .ch06 import check_alibi_bias, check_apply_rope, check_sinusoidal_table
 __all__ += ["check_sinusoidal_table", "check_apply_rope", "check_alibi_bias"]
+from .ch04 import check_context_windows, check_mlp_logits
+__all__ += ["check_context_windows", "check_mlp_logits"]
+from .ch05 import check_causal_attention, check_layer_norm
+__all__ += ["check_causal_attention", "check_layer_norm"]

@@ -1,0 +1,93 @@
+"""Checks for the exercises of chapter 4, "From counts to neural language models".
+
+Each ``check_<name>(fn)`` runs the student's ``fn`` on fixed and random cases, compares it with an
+independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ._check import CheckFailed, run_check
+
+__all__ = ["check_context_windows", "check_mlp_logits"]
+
+
+def _tensor(value, what: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} should return a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+# --- exercise 1: the context window of every position ---------------------------------------------
+
+def _reference_windows(idx: torch.Tensor, context: int, pad_id: int) -> torch.Tensor:
+    B, T = idx.shape
+    out = torch.full((B, T, context), pad_id, dtype=torch.long)
+    for t in range(T):
+        for j in range(context):           # slot j holds the token context-1-j steps before t
+            s = t - (context - 1 - j)
+            if s >= 0:
+                out[:, t, j] = idx[:, s]
+    return out
+
+
+def check_context_windows(context_windows: Callable[[torch.Tensor, int, int], torch.Tensor],
+                          quiet: bool = False) -> bool:
+    """Check ``context_windows(idx, context, pad_id)``: ids ``(B, T)`` → ``(B, T, context)`` where
+    row ``[b, t]`` is ``idx[b, t-context+1 … t]`` (oldest first), left-padded with ``pad_id``."""
+    def body() -> None:
+        g = torch.Generator().manual_seed(0)
+        cases = [("idx = [[1, 2, 3, 4]], context 2, pad 9", torch.tensor([[1, 2, 3, 4]]), 2, 9),
+                 ("a (3, 7) batch, context 4, pad 20", torch.randint(0, 20, (3, 7), generator=g), 4, 20),
+                 ("context longer than the sequence", torch.randint(0, 5, (2, 3), generator=g), 5, 5),
+                 ("context 1 (a bigram model)", torch.randint(0, 5, (2, 6), generator=g), 1, 5)]
+        for case, idx, k, pad in cases:
+            got = _tensor(context_windows(idx.clone(), k, pad), "context_windows")
+            want = _reference_windows(idx, k, pad)
+            if tuple(got.shape) != tuple(want.shape):
+                raise CheckFailed(f"{case}: expected shape {tuple(want.shape)} = (B, T, context), got "
+                                  f"{tuple(got.shape)}; every position needs a window, the first ones padded")
+            if not torch.equal(got.long(), want):
+                b, t = [int(i) for i in (got.long() != want).nonzero()[0][:2]]
+                hint = ("the window of position t must end with token t itself (it predicts token t+1)"
+                        if torch.equal(got[:, 1:].long(), want[:, :-1]) else
+                        "keep the tokens in their original order, oldest first, with padding on the left")
+                raise CheckFailed(f"{case}: the window of position t={t} in row {b} is "
+                                  f"{got[b, t].tolist()}; {hint}")
+
+    return run_check("context_windows", body, quiet)
+
+
+# --- exercise 2: the MLP's forward pass -----------------------------------------------------------
+
+def check_mlp_logits(mlp_logits: Callable[..., torch.Tensor], quiet: bool = False) -> bool:
+    """Check ``mlp_logits(windows, C, H, d, U, b)``: windows ``(N, k)`` of ids, embedding table ``C``
+    ``(V, e)``, hidden layer ``H`` ``(h, k·e)`` and ``d`` ``(h,)``, output ``U`` ``(V, h)`` and ``b``
+    ``(V,)`` → logits ``(N, V) = tanh(x Hᵀ + d) Uᵀ + b`` with ``x`` the concatenated embeddings."""
+    def body() -> None:
+        g = torch.Generator().manual_seed(1)
+        V, k, e, h = 7, 3, 4, 10
+        C = torch.randn(V, e, generator=g)
+        H, d = torch.randn(h, k * e, generator=g), torch.randn(h, generator=g)
+        U, b = torch.randn(V, h, generator=g), torch.randn(V, generator=g)
+        windows = torch.randint(0, V, (12, k), generator=g)
+        windows[0] = torch.tensor([1, 2, 3])
+        windows[1] = torch.tensor([3, 2, 1])         # same tokens, other order
+        got = _tensor(mlp_logits(windows.clone(), C, H, d, U, b), "mlp_logits")
+        x = C[windows].reshape(len(windows), k * e)
+        want = torch.tanh(x @ H.T + d) @ U.T + b
+        if tuple(got.shape) != (len(windows), V):
+            raise CheckFailed(f"expected logits of shape (N, V) = {(len(windows), V)}, got {tuple(got.shape)}")
+        if torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+            return
+        if torch.allclose(got[0], got[1], atol=1e-5):
+            raise CheckFailed("the windows [1, 2, 3] and [3, 2, 1] get the same logits: the model must "
+                              "see the order of the context, so concatenate the embeddings, do not add them")
+        if torch.allclose(got, (x @ H.T + d) @ U.T + b, rtol=1e-4, atol=1e-4):
+            raise CheckFailed("your logits are linear in the embeddings: apply tanh to the hidden layer")
+        raise CheckFailed("your logits differ from tanh(x Hᵀ + d) Uᵀ + b; x must be the k embeddings of a "
+                          "window laid side by side, oldest first, giving a vector of k·e numbers")
+
+    return run_check("mlp_logits", body, quiet)
