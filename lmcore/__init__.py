@@ -10,6 +10,8 @@ Public API (each name is documented in its module):
   ``lmcore.distributed``); ``lmcore.zoo``: ``pretrained(name)``; CLIs ``python -m lmcore.train`` /
   ``python -m lmcore.generate``.
 - ``lmcore.runtime``: ``setup()`` (device + seeds), used by every chapter's first cell.
+- ``lmcore.rlhf``: rewards, Bradley–Terry reward models, the exact RLHF posterior, KL-regularised
+  policy gradient and DPO (chapter 11).
 """
 __version__ = "0.1.0"
 
@@ -28,6 +30,7 @@ from .trainer import NonFiniteLossError, TrainConfig, Trainer
 from .checkpoint import load_checkpoint, save_checkpoint
 from . import zoo
 from .zoo import list_models, load_model, pretrained
+from . import rlhf
 from .mlp_lm import MLPConfig, MLPLanguageModel
 
 __all__ = [
@@ -39,5 +42,6 @@ __all__ = [
     "GPT", "GPTConfig", "KVCache", "kv_cache_bytes", "generate", "generation", "positional", "sampling",
     "Trainer", "TrainConfig", "NonFiniteLossError", "load_checkpoint", "save_checkpoint",
     "zoo", "pretrained", "list_models", "load_model",
+    "rlhf",
     "MLPLanguageModel", "MLPConfig",
 ]

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["make_student_notebook", "write_student_edition", "write_instructor_config", "grade_notebook", "main"]
+__all__ = ["make_student_notebook", "write_student_edition", "write_instructor_config", "list_exercises", "grade_notebook", "main"]
 
 SOLUTION_TAG = "solution"
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}(?P<arg>[^\n]*)$")
@@ -121,6 +121,24 @@ def write_instructor_config(config: Path, out: Path) -> Path:
     return out
 
 
+def list_exercises(chapters: Path) -> list[dict[str, str]]:
+    """Every exercise of every chapter: chapter, label, title, kind (code with a check, or prose)."""
+    rows = []
+    for path in sorted(Path(chapters).glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = [(c["cell_type"], _source(c)) for c in cells]
+        for i, (kind, src) in enumerate(text):
+            if kind != "markdown":
+                continue
+            for m in re.finditer(r"\{exercise\}\s*([^\n]*)\n:label:\s*([\w:.-]+)", src):
+                title, label = m.group(1).strip(), m.group(2)
+                after = "\n".join(s for _, s in text[i:i + 12])
+                check = re.search(r"check_(\w+)\(", after)
+                rows.append({"chapter": path.stem, "label": label, "title": title,
+                             "check": f"check_{check.group(1)}" if check else ""})
+    return rows
+
+
 def grade_notebook(path: Path, timeout: int = 600) -> dict[str, bool]:
     """Run a student's notebook top to bottom (errors allowed) and collect the PASS/FAIL check lines."""
     import nbformat
@@ -151,12 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("instructor-config", help="write a copy of _config.yml with solutions hidden")
     c.add_argument("--config", default=Path("_config.yml"), type=Path)
     c.add_argument("--out", required=True, type=Path)
+    e = sub.add_parser("exercises", help="list every chapter's exercises and their checks (markdown table)")
+    e.add_argument("--chapters", default=Path("chapters"), type=Path)
     g = sub.add_parser("grade", help="run a student notebook and report which checks pass")
     g.add_argument("notebook", type=Path)
     args = parser.parse_args(argv)
     if args.command == "student":
         for p in write_student_edition(args.chapters, args.out, args.chapter):
             print(f"wrote {p}")
+        return 0
+    if args.command == "exercises":
+        print("| chapter | exercise | check |\n| --- | --- | --- |")
+        for r in list_exercises(args.chapters):
+            print(f"| {r['chapter']} | {r['title']} (`{r['label']}`) | {('`' + r['check'] + '`') if r['check'] else 'prose answer'} |")
         return 0
     if args.command == "instructor-config":
         write_instructor_config(args.config, args.out)

@@ -587,7 +587,7 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
 
 
 class _FrozenReference(nn.Module):
-    """Holds the policy and a frozen reference; keeps the reference in eval mode and out of the optimiser."""
+    """Holds the policy and the reference, which it freezes in place (``requires_grad=False``, eval mode)."""
 
     def __init__(self, policy: GPT, reference: GPT, tokenizer: Tokenizer,
                  reference_tokenizer: Tokenizer | None) -> None:
@@ -600,7 +600,8 @@ class _FrozenReference(nn.Module):
             raise ValueError("policy and reference are the same object; fine-tune a copy: "
                              "policy = copy.deepcopy(reference)")
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
-        reference.requires_grad_(False)
+        policy.requires_grad_(True)      # trained (a deep copy of a frozen reference starts frozen)
+        reference.requires_grad_(False)  # frozen in place: the optimiser only sees the policy
         reference.eval()
 
     def train(self, mode: bool = True) -> "_FrozenReference":
@@ -657,7 +658,7 @@ class KLRegularisedObjective(_FrozenReference):
             rewards = compute_rewards(self.reward, texts).to(logp.device)
             logp_ref = self.reference_logprobs(rows)
             loss = reinforce_loss(logp, logp_ref, rewards, self.beta)
-            self.stats = {"reward": float(rewards.mean()), "kl": float((logp - logp_ref).mean())}
+            self.stats = {"reward": float(rewards.mean()), "kl": float((logp.detach() - logp_ref).mean())}
         return None, loss
 
     def batch_fn(self, batch_size: int) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:

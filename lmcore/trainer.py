@@ -433,7 +433,8 @@ class Trainer:
             if self.step == cfg.max_steps and not self._evaluated_now():
                 last_val = self.evaluate().get("val")
                 if bar is not None and last_val is not None:
-                    bar.set_postfix(loss=f"{self.history[-1].get('train_loss', math.nan):.4f}", val=f"{last_val:.4f}")
+                    last_train = next((r["train_loss"] for r in reversed(self.history) if "train_loss" in r), math.nan)
+                    bar.set_postfix(loss=f"{last_train:.4f}", val=f"{last_val:.4f}")
             self._save_last()
         finally:
             if bar is not None:

@@ -14,7 +14,6 @@ import torch
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
 
 
 @pytest.fixture(scope="session")
@@ -22,17 +21,34 @@ def root() -> Path:
     return ROOT
 
 
-@pytest.fixture(scope="session")
-def built_book() -> Path:
-    """Build the book exactly as `make book` does (warnings are errors) and return _build/html.
+def build_book(out: Path | None = None, hide_solutions: bool = False) -> Path:
+    """Build the book with warnings as errors, from the notebooks' stored outputs, and return the
+    HTML folder.
 
-    Chapters are executed through the jupyter-cache, so a book built moments ago by `make book`
-    with unchanged notebooks is reused rather than executed again.
+    `make test` first runs every chapter under nbval (which executes it in a fresh kernel and
+    compares its checked outputs with the stored ones), so the book test does not execute the
+    chapters a second time: it builds from the outputs nbval has just verified.  `make book`
+    itself executes every chapter (through the jupyter-cache).
     """
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    cfg["execute"]["execute_notebooks"] = "off"
+    if hide_solutions:
+        cfg["sphinx"]["config"]["hide_solutions"] = True
+    out = out or ROOT / "_build" / "test"
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "_config.yml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"]
+    cmd = [str(jb), "build", str(ROOT), "--config", str(config), "--path-output", str(out), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
         pytest.fail(f"the book build failed (exit {proc.returncode}):\n{tail}")
-    return HTML
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    return build_book()

@@ -90,18 +90,11 @@ def _solution_texts(nb_path):
 @pytest.mark.book
 def test_instructor_build_hides_every_solution(built_book, tmp_path):
     import html as html_lib
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    cfg = tmp_path / "instructor_config.yml"
-    subprocess.run([sys.executable, "-m", "lmcore.course", "instructor-config", "--out", str(cfg)], cwd=ROOT, check=True)
-    out = tmp_path / "instructor"
-    jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(ROOT), "--config", str(cfg), "--path-output", str(out), "-W", "-n",
-                           "--keep-going"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    from conftest import build_book
+
+    instructor_html = build_book(tmp_path / "instructor", hide_solutions=True)
+
     def page_text(html_root, nb):
         page = html_root / "chapters" / f"{nb.stem}.html"
         return page, html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
@@ -111,7 +104,7 @@ def test_instructor_build_hides_every_solution(built_book, tmp_path):
         lines = _solution_texts(nb)
         assert "Solution to" in public and any(line in public for line in lines), \
             f"{nb.stem}: the normal build should show solutions (otherwise this test proves nothing)"
-        page, text = page_text(out / "_build" / "html", nb)
+        page, text = page_text(instructor_html, nb)
         assert "Solution to" not in text, f"{page.name}: a solution heading is still there"
         for line in lines:
             assert line not in text, f"{page.name} still shows solution text: {line!r}"

@@ -273,11 +273,11 @@ def test_rejection_samples_follow_the_posterior(prior, space):
     beta, r_max = 1.0, float(r_all.max())
     post = rlhf.exact_posterior(lp0, r_all, beta)
     g = torch.Generator().manual_seed(1)
-    samples = rlhf.sample_sequences(model, tok, 20000, MAX_LEN, g)
+    samples = rlhf.sample_sequences(model, tok, 8000, MAX_LEN, g)
     accepted = rlhf.rejection_sample(REWARD(samples), beta, r_max, g)
     kept = [s for s, a in zip(samples, accepted.tolist()) if a]
     rate = accepted.double().mean().item()
-    assert rate == pytest.approx(math.exp(post.log_z - r_max / beta), abs=0.01)    # Z / M
+    assert rate == pytest.approx(math.exp(post.log_z - r_max / beta), abs=0.015)    # Z / M
     _chi_square_agrees(kept, texts, post.logprobs.exp())
     with pytest.raises(ValueError, match="upper bound"):
         rlhf.rejection_sample(r_all, beta, r_max - 1)

@@ -25,3 +25,7 @@ from .ch04 import check_context_windows, check_mlp_logits
 __all__ += ["check_context_windows", "check_mlp_logits"]
 from .ch05 import check_causal_attention, check_layer_norm
 __all__ += ["check_causal_attention", "check_layer_norm"]
+from .ch11 import check_bradley_terry_loss, check_exact_posterior
+__all__ += ["check_bradley_terry_loss", "check_exact_posterior"]
+from .ch10 import check_assistant_mask, check_lora_forward, check_lora_param_count
+__all__ += ["check_assistant_mask", "check_lora_forward", "check_lora_param_count"]

@@ -1,0 +1,144 @@
+"""Checks for the exercises of the chapter "Post-training: chat, instruction tuning, LoRA".
+
+* ``check_assistant_mask(fn)``: ``fn(messages, template) -> list[bool]``, one flag per token of
+  ``template.encode(messages).ids``, True on the assistant's content and its end-of-turn marker.
+* ``check_lora_forward(fn)``: ``fn(x, W, b, A, B, alpha, r) -> y``, the output of a LoRA layer.
+* ``check_lora_param_count(fn)``: ``fn(n_layer, n_embd, r) -> int``, the adapter parameters that
+  ``apply_lora`` adds to a ``GPT`` with the default targets, counted on real models here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ._check import CheckFailed, run_check
+
+__all__ = ["check_assistant_mask", "check_lora_forward", "check_lora_param_count"]
+
+
+def _conversations() -> list[list[dict[str, str]]]:
+    return [
+        [{"role": "user", "content": "what is the name. tom likes the cat."},
+         {"role": "assistant", "content": "tom"}],
+        [{"role": "system", "content": "answer in one word"},
+         {"role": "user", "content": "is the subject plural. the cats see the dog."},
+         {"role": "assistant", "content": "yes"},
+         {"role": "user", "content": "and the dog"},
+         {"role": "assistant", "content": "no"}],
+        [{"role": "user", "content": "say nothing"}, {"role": "assistant", "content": ""}],
+        [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "hi"}],
+    ]
+
+
+def _start_marker_positions(text: str, marker: str) -> set[int]:
+    return {i + k for i in range(len(text)) if text.startswith(marker, i) for k in range(len(marker))}
+
+
+def check_assistant_mask(assistant_mask: Callable, quiet: bool = False) -> bool:
+    """Check ``assistant_mask(messages, template) -> list[bool]`` against ``ChatTemplate.encode``."""
+    from ..chat import ChatTemplate
+    from ..data import ToyLanguage
+    from ..tokenizers import CharTokenizer
+
+    template = ChatTemplate(CharTokenizer().train(ToyLanguage().alphabet))
+
+    def body() -> None:
+        for conv in _conversations():
+            enc = template.encode(conv)
+            got = assistant_mask(conv, template)
+            try:
+                got = [bool(v) for v in got]
+            except TypeError:
+                raise CheckFailed(f"return a list of booleans, got {type(got).__name__}") from None
+            if len(got) != len(enc.ids):
+                raise CheckFailed(f"for a conversation of {len(enc.ids)} tokens you returned {len(got)} flags: "
+                                  "one flag per token of template.encode(messages).ids, markers included")
+            if got == enc.assistant_mask:
+                continue
+            text = template.tokenizer.decode(enc.ids)
+            marked = "".join(c if m else "_" for c, m in zip(text, got)).replace("\n", "⏎")
+            extra = [i for i, (g, w) in enumerate(zip(got, enc.assistant_mask)) if g and not w]
+            missing = [i for i, (g, w) in enumerate(zip(got, enc.assistant_mask)) if w and not g]
+            shown = text.replace("\n", "⏎")
+            if missing and all(text[i] == template.end_marker for i in missing):
+                hint = ("the end-of-turn marker after an assistant reply must be trained on too: it is how the "
+                        "model learns to stop")
+            elif extra and all(text[i] == template.end_marker for i in extra):
+                hint = "only the end marker that closes an *assistant* turn is the assistant's"
+            elif extra and set(extra) <= _start_marker_positions(text, template.generation_prompt):
+                hint = ("the assistant's start marker is part of the prompt (the template writes it, the model "
+                        "never has to)")
+            elif extra:
+                hint = "system and user tokens are given to the model, not predicted: mask them out"
+            else:
+                hint = "every token of an assistant reply's content must be marked"
+            raise CheckFailed(f"for {shown!r} your mask marks {marked!r}; {hint}")
+
+    return run_check("assistant_mask", body, quiet)
+
+
+def _reference_lora(x, W, b, A, B, alpha, r):
+    return x.double() @ (W.double() + (alpha / r) * B.double() @ A.double()).T + b.double()
+
+
+def check_lora_forward(lora_forward: Callable, quiet: bool = False) -> bool:
+    """Check ``lora_forward(x, W, b, A, B, alpha, r)``: x (..., in), W (out, in), b (out,),
+    A (r, in), B (out, r) -> (..., out) = x Wᵀ + b + (alpha / r) · x Aᵀ Bᵀ."""
+
+    def body() -> None:
+        g = torch.Generator().manual_seed(10)
+        for shape, n_in, n_out, r, alpha in [((5,), 6, 4, 2, 8.0), ((2, 3), 8, 8, 4, 4.0), ((7,), 5, 9, 1, 3.0)]:
+            x = torch.randn(*shape, n_in, generator=g)
+            W, b = torch.randn(n_out, n_in, generator=g), torch.randn(n_out, generator=g)
+            A, B = torch.randn(r, n_in, generator=g), torch.randn(n_out, r, generator=g)
+            got = lora_forward(x, W, b, A, B, alpha, r)
+            if not isinstance(got, torch.Tensor):
+                raise CheckFailed(f"return a tensor, got {type(got).__name__}")
+            if tuple(got.shape) != (*shape, n_out):
+                raise CheckFailed(f"for x of shape {(*shape, n_in)} and W of shape {(n_out, n_in)} the output should "
+                                  f"have shape {(*shape, n_out)}, got {tuple(got.shape)}")
+            want = _reference_lora(x, W, b, A, B, alpha, r)
+            if torch.allclose(got.double(), want, atol=1e-4):
+                continue
+            base = x.double() @ W.double().T + b.double()
+            update = want - base
+            if torch.allclose(got.double(), base, atol=1e-4):
+                hint = "your output is the base layer's alone: add the low-rank update B A x"
+            elif torch.allclose(got.double(), base + update * r / alpha, atol=1e-4):
+                hint = "the update has the right direction but the wrong size: scale B A x by alpha / r"
+            elif torch.allclose(got.double() - base, update * (r / alpha) ** 2, atol=1e-4):
+                hint = "the scaling is upside down: the factor is alpha / r, not r / alpha"
+            else:
+                hint = "compute x Wᵀ + b, then add (alpha / r) · (x Aᵀ) Bᵀ"
+            raise CheckFailed(f"with r={r}, alpha={alpha}: {hint}")
+
+    return run_check("lora_forward", body, quiet)
+
+
+def check_lora_param_count(lora_param_count: Callable, quiet: bool = False) -> bool:
+    """Check ``lora_param_count(n_layer, n_embd, r) -> int`` against ``apply_lora`` on real GPTs."""
+    from ..lora import apply_lora, mark_only_lora_trainable, lora_parameter_counts
+    from ..model import GPT, GPTConfig
+
+    def body() -> None:
+        for n_layer, n_embd, r in [(1, 8, 1), (2, 16, 4), (4, 128, 8), (3, 24, 2)]:
+            model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=n_layer, n_head=2, n_embd=n_embd))
+            want = lora_parameter_counts(mark_only_lora_trainable(apply_lora(model, r=r))).trainable
+            got = lora_param_count(n_layer, n_embd, r)
+            if isinstance(got, bool) or not isinstance(got, int):
+                raise CheckFailed(f"return an int, got {type(got).__name__}")
+            if got == want:
+                continue
+            d = n_embd
+            shapes = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)]
+            if got == n_layer * r * sum(a * b for a, b in shapes) or got == n_layer * sum(a * b for a, b in shapes):
+                hint = "a rank-r adapter of an in x out matrix has r·in + out·r numbers (A and B), not in·out"
+            elif got in (n_layer * r * sum(a + b for a, b in shapes[:2]), r * sum(a + b for a, b in shapes)):
+                hint = "count all four projections (c_attn, attention c_proj, c_fc, MLP c_proj) in every layer"
+            else:
+                hint = ("list each adapted matrix with its shape: c_attn n_embd -> 3·n_embd, attention c_proj "
+                        "n_embd -> n_embd, c_fc n_embd -> 4·n_embd, MLP c_proj 4·n_embd -> n_embd")
+            raise CheckFailed(f"n_layer={n_layer}, n_embd={n_embd}, r={r}: you said {got}; {hint}")
+
+    return run_check("lora_param_count", body, quiet)

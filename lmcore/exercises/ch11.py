@@ -1,0 +1,115 @@
+"""Checks for the exercises of chapter 11, "RLHF as Bayesian inference".
+
+Each ``check_<name>(fn)`` runs the student's ``fn`` on fixed and random cases, compares it with an
+independent reference written here in plain Python floats, and prints ``PASS`` or ``FAIL`` with a hint.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Callable
+
+import torch
+
+from ._check import CheckFailed, run_check
+
+__all__ = ["check_bradley_terry_loss", "check_exact_posterior"]
+
+
+def _as_float(x, what: str) -> float:
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise CheckFailed(f"{what}: return one number (a 0-d tensor), got shape {tuple(x.shape)}")
+        x = x.item()
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        raise CheckFailed(f"{what}: return a number, got {type(x).__name__}")
+    return float(x)
+
+
+# --- exercise 1: the Bradley–Terry loss -------------------------------------------------------------
+
+def _bt_reference(rc: list[float], rr: list[float]) -> float:
+    # -log σ(d) = log(1 + e^{-d}), written to stay finite for large |d|
+    return sum(max(-d, 0.0) + math.log1p(math.exp(-abs(d))) for d in (a - b for a, b in zip(rc, rr))) / len(rc)
+
+
+def check_bradley_terry_loss(bradley_terry_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                             quiet: bool = False) -> bool:
+    """Check ``bradley_terry_loss(r_chosen, r_rejected)`` -> the mean of ``-log σ(r_chosen - r_rejected)``."""
+    rng = random.Random(11)
+    cases = [("one pair, chosen ahead by 2", [2.0], [0.0]),
+             ("three pairs, one of them ranked the wrong way", [1.0, -0.5, 0.3], [0.0, 0.5, 0.3]),
+             ("a confident pair (margin 50): the loss must stay finite", [50.0, -50.0], [0.0, 0.0])]
+    cases += [(f"random batch {k}", [rng.gauss(0, 2) for _ in range(8)], [rng.gauss(0, 2) for _ in range(8)])
+              for k in range(3)]
+
+    def body() -> None:
+        for case, rc, rr in cases:
+            got = bradley_terry_loss(torch.tensor(rc), torch.tensor(rr))
+            got = _as_float(got, case)
+            want = _bt_reference(rc, rr)
+            if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5):
+                continue
+            if math.isclose(got, _bt_reference(rr, rc), rel_tol=1e-4, abs_tol=1e-5):
+                hint = "the sign is flipped: the chosen answer should have the higher probability σ(r_c - r_r)"
+            elif math.isclose(got, want * len(rc), rel_tol=1e-4, abs_tol=1e-5) and len(rc) > 1:
+                hint = "average over the pairs rather than summing"
+            elif not math.isfinite(got):
+                hint = "compute log σ stably (torch.nn.functional.logsigmoid) so large margins stay finite"
+            else:
+                hint = "the loss is the negative log-likelihood of the labels under P(c ≻ r) = σ(r_c - r_r)"
+            raise CheckFailed(f"{case}: you returned {got:.6g}; {hint}")
+    return run_check("bradley_terry_loss", body, quiet)
+
+
+# --- exercise 2: the exact posterior ----------------------------------------------------------------
+
+def _posterior_reference(prior: list[float], rewards: list[float], beta: float) -> tuple[list[float], float]:
+    unnorm = [p * math.exp(r / beta) for p, r in zip(prior, rewards)]
+    z = sum(unnorm)
+    return [u / z for u in unnorm], math.log(z)
+
+
+def check_exact_posterior(exact_posterior: Callable[[torch.Tensor, torch.Tensor, float], tuple],
+                          quiet: bool = False) -> bool:
+    """Check ``exact_posterior(prior_logprobs, rewards, beta)`` -> ``(posterior_logprobs, log_z)``
+    with ``π*(x) = π0(x) exp(r(x)/β) / Z`` over an enumerated space."""
+    rng = random.Random(5)
+    cases = []
+    for n, beta in ((4, 1.0), (10, 0.25), (10, 4.0), (50, 0.5)):
+        w = [rng.random() + 0.05 for _ in range(n)]
+        prior = [v / sum(w) for v in w]
+        cases.append((f"{n} sequences, beta={beta}", prior, [rng.gauss(0, 1.5) for _ in range(n)], beta))
+
+    def body() -> None:
+        for case, prior, rewards, beta in cases:
+            out = exact_posterior(torch.tensor(prior, dtype=torch.float64).log(),
+                                  torch.tensor(rewards, dtype=torch.float64), beta)
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise CheckFailed(f"{case}: return a pair (posterior log-probabilities, log Z)")
+            logprobs, log_z = out
+            logprobs = torch.as_tensor(logprobs, dtype=torch.float64).flatten()
+            log_z = _as_float(log_z, case + " (log Z)")
+            want, want_log_z = _posterior_reference(prior, rewards, beta)
+            if logprobs.shape != (len(prior),):
+                raise CheckFailed(f"{case}: return one log-probability per sequence ({len(prior)}), "
+                                  f"got {tuple(logprobs.shape)}")
+            probs = logprobs.exp().tolist()
+            if not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
+                raise CheckFailed(f"{case}: your posterior sums to {sum(probs):.6f}; divide by Z")
+            if all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(probs, want)):
+                if math.isclose(log_z, want_log_z, rel_tol=1e-6, abs_tol=1e-9):
+                    continue
+                raise CheckFailed(f"{case}: the posterior is right but log Z = {log_z:.6g} is not; Z sums "
+                                  "prior times evidence over every sequence")
+            wrong_side, _ = _posterior_reference(prior, [r * beta * beta for r in rewards], beta)  # exp(β r)
+            if all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(probs, wrong_side)):
+                hint = ("beta is on the wrong side: the evidence is exp(r/β), so a larger β must pull the "
+                        "posterior towards the prior")
+            else:
+                no_prior, _ = _posterior_reference([1.0] * len(prior), rewards, beta)
+                hint = ("the prior is missing: multiply π0(x) by the evidence" if all(
+                    math.isclose(a, b, rel_tol=1e-6) for a, b in zip(probs, no_prior))
+                    else "the posterior is π0(x)·exp(r(x)/β), normalised over the whole space")
+            raise CheckFailed(f"{case}: wrong posterior; {hint}")
+    return run_check("exact_posterior", body, quiet)
