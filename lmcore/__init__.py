@@ -32,6 +32,9 @@ from . import zoo
 from .zoo import list_models, load_model, pretrained
 from . import rlhf
 from .mlp_lm import MLPConfig, MLPLanguageModel
+from . import chat, lora
+from .chat import ChatTemplate
+from .lora import LoRALinear, apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
 
 __all__ = [
     "__version__",
@@ -44,4 +47,5 @@ __all__ = [
     "zoo", "pretrained", "list_models", "load_model",
     "rlhf",
     "MLPLanguageModel", "MLPConfig",
+    "chat", "lora", "ChatTemplate", "LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora",
 ]
