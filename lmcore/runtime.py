@@ -6,13 +6,15 @@ notebook runs on a laptop, on Colab's GPU and in CI without edits.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "setup"]
+__all__ = ["get_device", "seed_everything", "setup", "cpu_threads", "single_thread"]
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -49,10 +51,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup(seed: int = 0, device: str | None = None, quiet: bool = False) -> torch.device:
-    """Seed everything and return the device a chapter should use."""
+def cpu_threads(threads: int | None = None) -> int:
+    """How many CPU threads the chapters use: ``threads``, else ``$LMCORE_THREADS``, else 1.
+
+    One thread is the default because it makes every CPU result reproducible bit for bit, whatever
+    the number of cores (a reduction split over more threads adds in another order).  The small
+    models of the chapters gain little from more threads.  ``0`` means torch's own default.
+    """
+    if threads is None:
+        threads = int(os.environ.get("LMCORE_THREADS", "1"))
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an int >= 0 (0 = torch's default), got {threads!r}")
+    return threads
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the body with one torch CPU thread (bit-for-bit reproducible training), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def setup(seed: int = 0, device: str | None = None, threads: int | None = None, quiet: bool = False) -> torch.device:
+    """Seed everything, fix the CPU thread count (see :func:`cpu_threads`) and return the device a
+    chapter should use."""
     seed_everything(seed)
     dev = get_device(device)
+    n = cpu_threads(threads)
+    if n:
+        torch.set_num_threads(n)
     if not quiet:
         print(f"lmcore {__import__('lmcore').__version__} | torch {torch.__version__} | device: {dev.type} | seed: {seed}")
     return dev

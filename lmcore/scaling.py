@@ -224,36 +224,60 @@ class ChinchillaFit:
         return N, K / N
 
 
-def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Huber loss of each residual and its derivative."""
-    small = np.abs(r) <= delta
-    loss = np.where(small, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta))
-    return loss, np.where(small, r, delta * np.sign(r))
-
-
-def _chinchilla_objective(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray, delta: float):
-    """Huber loss of ``log L̂ - log L`` with ``log L̂ = logsumexp(a - α lN, b - β lD, e)``, and gradient.
-    Parameters in log space (a = log A, b = log B, e = log E) keep A, B, E positive."""
+def _log_residuals(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray) -> np.ndarray:
+    """``log L̂ - log L`` with ``log L̂ = logsumexp(a - α·log N, b - β·log D, e)``; parameters in
+    log space (a = log A, b = log B, e = log E) keep A, B and E positive."""
     a, b, e, alpha, beta = theta
     terms = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
     top = terms.max(axis=0)
-    w = np.exp(terms - top)
-    pred = top + np.log(w.sum(axis=0))
-    w /= w.sum(axis=0)                                  # d pred / d term
-    loss, dloss = _huber(pred - lL, delta)
-    grad = np.array([dloss @ w[0], dloss @ w[1], dloss @ w[2],
-                     -(dloss * w[0]) @ lN, -(dloss * w[1]) @ lD])
-    return loss.sum(), grad
+    return top + np.log(np.exp(terms - top).sum(axis=0)) - lL
 
 
-def _minimise(starts: Iterator[np.ndarray], lN, lD, lL, delta) -> np.ndarray:
-    from scipy.optimize import minimize
+def _log_residuals_jac(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray) -> np.ndarray:
+    """Jacobian (n, 5) of :func:`_log_residuals`: the softmax weights of the three terms."""
+    a, b, e, alpha, beta = theta
+    terms = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
+    w = np.exp(terms - terms.max(axis=0))
+    w /= w.sum(axis=0)
+    return np.stack([w[0], w[1], w[2], -w[0] * lN, -w[1] * lD], axis=1)
+
+
+def _grid_starts(N: np.ndarray, D: np.ndarray, L: np.ndarray, n_best: int,
+                 cN: float, cD: float) -> list[np.ndarray]:
+    """Starting points for the Huber fit, found by variable projection: for fixed (α, β) the law
+    is linear in (E, A, B), so a grid of exponent pairs is scanned with one small weighted least
+    squares each (relative errors, like the log residuals), keeping the ``n_best`` pairs whose
+    coefficients are all positive and whose fit is best. Returns the centred parameters
+    ``[log A - α·cN, log B - β·cD, log E, α, β]`` (see ``fit_chinchilla``)."""
+    exps = np.linspace(0.05, 2.0, 40)
+    al, be = (g.ravel() for g in np.meshgrid(exps, exps, indexing="ij"))            # (P,)
+    X = np.stack([np.ones((al.size, N.size)), N[None] ** -al[:, None], D[None] ** -be[:, None]], -1)
+    X = X / L[None, :, None]                          # rows divided by L: target 1, relative residuals
+    xtx, xty = X.transpose(0, 2, 1) @ X, X.sum(axis=1)
+    with np.errstate(all="ignore"):
+        coef = np.linalg.solve(xtx + 1e-12 * np.eye(3), xty[..., None])[..., 0]   # (P, 3): E, A, B
+    sse = np.sum(((X @ coef[..., None])[..., 0] - 1.0) ** 2, axis=1)
+    ok = np.all(coef > 0, axis=1) & np.isfinite(sse)
+    order = [i for i in np.argsort(np.where(ok, sse, np.inf)) if ok[i]][:n_best]
+    starts = [np.array([math.log(coef[i, 1]) - al[i] * cN, math.log(coef[i, 2]) - be[i] * cD,
+                        math.log(coef[i, 0]), al[i], be[i]]) for i in order]
+    return starts or [np.array([math.log(L.min() / 3)] * 3 + [0.3, 0.3])]
+
+
+# Bounds of the centred parameters: each log term is a (log) part of a loss, E at most e^5.
+_BOUNDS = ([-30.0, -30.0, -30.0, 0.0, 0.0], [5.0, 5.0, 5.0, 3.0, 3.0])
+
+
+def _minimise(starts: list[np.ndarray], lN, lD, lL, delta) -> np.ndarray:
+    """The best of the Huber fits from each start (trust-region least squares with a Huber loss)."""
+    from scipy.optimize import least_squares
 
     best = None
     for x0 in starts:
-        res = minimize(_chinchilla_objective, x0, args=(lN, lD, lL, delta), jac=True, method="L-BFGS-B",
-                       bounds=[(-20, 40), (-20, 40), (-20, 5), (0.0, 3.0), (0.0, 3.0)])
-        if best is None or res.fun < best.fun:
+        x0 = np.clip(x0, np.array(_BOUNDS[0]) + 1e-6, np.array(_BOUNDS[1]) - 1e-6)
+        res = least_squares(_log_residuals, x0, jac=_log_residuals_jac, args=(lN, lD, lL), loss="huber",
+                            f_scale=delta, bounds=_BOUNDS, method="trf")
+        if best is None or res.cost < best.cost:
             best = res
     return best.x
 
@@ -263,10 +287,10 @@ def fit_chinchilla(N: Any, D: Any, L: Any, delta: float = 1e-3, n_bootstrap: int
     """Fit ``L = E + A/N^α + B/D^β`` to runs with ``N`` parameters, ``D`` tokens and loss ``L``.
 
     As in Hoffmann et al. (2022), the Huber loss (``delta``) of the log-loss residuals is minimised
-    with L-BFGS from a grid of starting points (the objective has several local minima). The
-    ``confidence`` intervals come from ``n_bootstrap`` refits on runs resampled with replacement
-    (Besiroglu et al. 2024 showed that intervals from too few points, or none, mislead); with
-    ``n_bootstrap=0`` they are ``(nan, nan)``.
+    (here by a trust-region solver); the objective can have several local minima, so the starting
+    points come from a scan of exponent pairs (see ``_grid_starts``). The ``confidence`` intervals come from
+    ``n_bootstrap`` refits on runs resampled with replacement (Besiroglu et al. 2024 showed that
+    Chinchilla's own intervals were far too narrow); with ``n_bootstrap=0`` they are ``(nan, nan)``.
     """
     N, D, L = _positive_1d("N", N), _positive_1d("D", D), _positive_1d("L", L)
     if not (N.shape == D.shape == L.shape):
@@ -280,23 +304,24 @@ def fit_chinchilla(N: Any, D: Any, L: Any, delta: float = 1e-3, n_bootstrap: int
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be a non-negative int, got {n_bootstrap!r}")
     _check_confidence(confidence)
-    lN, lD, lL = np.log(N), np.log(D), np.log(L)
-    grid = [np.array([a, b, e, al, be]) for a in (0.0, 5.0, 10.0, 20.0) for b in (0.0, 5.0, 10.0, 20.0)
-            for e in (-2.0, -1.0, 0.0, 1.0) for al in (0.1, 0.5, 1.0) for be in (0.1, 0.5, 1.0)]
-    best = _minimise(iter(grid), lN, lD, lL, delta)
+    # Centre the logs: with a' = log A - α·mean(log N) the term is exp(a' - α·(log N - mean)), and
+    # a' and α are nearly uncorrelated (uncentred, log A and α slide together along a narrow
+    # valley and the solver crawls).
+    cN, cD = float(np.log(N).mean()), float(np.log(D).mean())
+    lN, lD, lL = np.log(N) - cN, np.log(D) - cD, np.log(L)
+    best = _minimise(_grid_starts(N, D, L, 3, cN, cD), lN, lD, lL, delta)
 
     def unpack(theta: np.ndarray) -> np.ndarray:      # -> E, A, B, alpha, beta
-        return np.array([math.exp(theta[2]), math.exp(theta[0]), math.exp(theta[1]), theta[3], theta[4]])
+        a, b, e, alpha, beta = theta
+        return np.array([math.exp(e), math.exp(a + alpha * cN), math.exp(b + beta * cD), alpha, beta])
 
     ci = {k: (math.nan, math.nan) for k in _CHINCHILLA_NAMES}
     if n_bootstrap:
         rng = np.random.default_rng(seed)
         samples = []
-        # a few restarts around the full-data optimum: enough, since resampling moves it little
-        starts = [best, best + np.array([1.0, 1.0, 0.0, 0.1, 0.1]), best - np.array([1.0, 1.0, 0.0, 0.1, 0.1])]
         for _ in range(n_bootstrap):
             i = rng.integers(0, N.shape[0], N.shape[0])
-            samples.append(unpack(_minimise(iter(starts), lN[i], lD[i], lL[i], delta)))
+            samples.append(unpack(_minimise([best], lN[i], lD[i], lL[i], delta)))
         lo, hi = np.quantile(np.array(samples), [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
         ci = {k: (float(lo[j]), float(hi[j])) for j, k in enumerate(_CHINCHILLA_NAMES)}
     E, A, B, alpha, beta = (float(v) for v in unpack(best))

@@ -35,7 +35,7 @@ import torch
 from . import __version__, data
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .model import GPT, GPTConfig
-from .runtime import get_device, seed_everything
+from .runtime import get_device, seed_everything, single_thread
 from .tokenizers import CharTokenizer, Tokenizer, load_tokenizer
 from .trainer import TrainConfig, Trainer
 
@@ -155,7 +155,10 @@ def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress:
                          save_best=False, progress=progress)
     trainer = Trainer(model, config, train_ids, val_ids)
     t0 = time.perf_counter()
-    trainer.train()
+    # One thread on the CPU: whoever trains this recipe gets the same weights, bit for bit, so
+    # the numbers the chapters print do not depend on the machine's core count.
+    with single_thread() if device.type == "cpu" else contextlib.nullcontext():
+        trainer.train()
     tok.save(out / "tokenizer.json")
     _, val = trainer.series("val_loss")
     return {"name": name, "recipe": recipe.key(), "lmcore_version": __version__, "device": device.type,
