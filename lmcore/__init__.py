@@ -35,6 +35,7 @@ from .mlp_lm import MLPConfig, MLPLanguageModel
 from . import chat, lora
 from .chat import ChatTemplate
 from .lora import LoRALinear, apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
+from . import scaling
 
 __all__ = [
     "__version__",
@@ -48,4 +49,5 @@ __all__ = [
     "rlhf",
     "MLPLanguageModel", "MLPConfig",
     "chat", "lora", "ChatTemplate", "LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora",
+    "scaling",
 ]

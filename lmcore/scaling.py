@@ -31,7 +31,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -198,7 +198,11 @@ _CHINCHILLA_NAMES = ("E", "A", "B", "alpha", "beta")
 
 @dataclass(frozen=True)
 class ChinchillaFit:
-    """``L(N, D) = E + A / N^alpha + B / D^beta`` and bootstrap intervals ``ci[name] = (lo, hi)``."""
+    """``L(N, D) = E + A / N^alpha + B / D^beta`` and bootstrap intervals ``ci[name] = (lo, hi)``.
+
+    ``samples``: the bootstrap refits, one row ``(E, A, B, alpha, beta)`` each (empty without a
+    bootstrap), from which intervals of derived quantities are read (``tokens_per_param``).
+    """
     E: float
     A: float
     B: float
@@ -207,6 +211,7 @@ class ChinchillaFit:
     ci: dict[str, tuple[float, float]]
     n: int
     confidence: float = 0.95
+    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)), repr=False, compare=False)
 
     def predict(self, N: Any, D: Any) -> np.ndarray:
         N, D = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
@@ -218,10 +223,28 @@ class ChinchillaFit:
         K = np.asarray(compute, dtype=np.float64) / flops_per_param_token
         if np.any(~np.isfinite(K)) or np.any(K <= 0):
             raise ValueError("compute must be finite and positive")
-        a, b = self.alpha, self.beta
-        G = (a * self.A / (b * self.B)) ** (1.0 / (a + b))
-        N = G * K ** (b / (a + b))
-        return N, K / N
+        return _allocate(K, self.A, self.B, self.alpha, self.beta)
+
+    def tokens_per_param(self, compute: float, flops_per_param_token: float = 6.0) -> tuple[float, tuple[float, float]]:
+        """``D/N`` of the compute-optimal model at ``compute`` FLOPs, and its bootstrap interval
+        (``(nan, nan)`` without bootstrap samples)."""
+        N, D = self.optimal_allocation(compute, flops_per_param_token)
+        K = float(compute) / flops_per_param_token
+        ratios = []
+        for _, A, B, alpha, beta in self.samples:
+            n_opt, d_opt = _allocate(K, A, B, alpha, beta)
+            ratios.append(d_opt / n_opt)
+        if not ratios:
+            return float(D / N), (math.nan, math.nan)
+        lo, hi = np.quantile(ratios, [(1 - self.confidence) / 2, (1 + self.confidence) / 2])
+        return float(D / N), (float(lo), float(hi))
+
+
+def _allocate(K: Any, A: float, B: float, alpha: float, beta: float) -> tuple[Any, Any]:
+    """Minimise ``A/N^α + B/D^β`` subject to ``N·D = K``: returns ``(N, D)``."""
+    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    N = G * K ** (beta / (alpha + beta))
+    return N, K / N
 
 
 def _log_residuals(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray, lL: np.ndarray) -> np.ndarray:
@@ -316,16 +339,16 @@ def fit_chinchilla(N: Any, D: Any, L: Any, delta: float = 1e-3, n_bootstrap: int
         return np.array([math.exp(e), math.exp(a + alpha * cN), math.exp(b + beta * cD), alpha, beta])
 
     ci = {k: (math.nan, math.nan) for k in _CHINCHILLA_NAMES}
+    rng = np.random.default_rng(seed)
+    samples = np.empty((n_bootstrap, 5))
+    for j in range(n_bootstrap):
+        i = rng.integers(0, N.shape[0], N.shape[0])
+        samples[j] = unpack(_minimise([best], lN[i], lD[i], lL[i], delta))
     if n_bootstrap:
-        rng = np.random.default_rng(seed)
-        samples = []
-        for _ in range(n_bootstrap):
-            i = rng.integers(0, N.shape[0], N.shape[0])
-            samples.append(unpack(_minimise([best], lN[i], lD[i], lL[i], delta)))
-        lo, hi = np.quantile(np.array(samples), [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
+        lo, hi = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
         ci = {k: (float(lo[j]), float(hi[j])) for j, k in enumerate(_CHINCHILLA_NAMES)}
     E, A, B, alpha, beta = (float(v) for v in unpack(best))
-    return ChinchillaFit(E, A, B, alpha, beta, ci, int(N.shape[0]), confidence)
+    return ChinchillaFit(E, A, B, alpha, beta, ci, int(N.shape[0]), confidence, samples)
 
 
 # ------------------------------------------------------------------------------------- sweeping

@@ -29,3 +29,5 @@ from .ch11 import check_bradley_terry_loss, check_exact_posterior
 __all__ += ["check_bradley_terry_loss", "check_exact_posterior"]
 from .ch10 import check_assistant_mask, check_lora_forward, check_lora_param_count
 __all__ += ["check_assistant_mask", "check_lora_forward", "check_lora_param_count"]
+from .ch09 import check_compute_optimal, check_fit_power_law, check_training_flops
+__all__ += ["check_training_flops", "check_fit_power_law", "check_compute_optimal"]

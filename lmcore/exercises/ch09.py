@@ -1,0 +1,125 @@
+"""Checks for the exercises of the chapter "Scaling laws".
+
+``check_training_flops(fn)``, ``check_fit_power_law(fn)`` and ``check_compute_optimal(fn)`` call
+the student's function on fixed cases, compare it with a reference written here from the
+definitions (independent of ``lmcore.scaling``) and print ``PASS`` or ``FAIL`` with a hint.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ..model import GPTConfig
+from ._check import CheckFailed, run_check
+
+__all__ = ["check_training_flops", "check_fit_power_law", "check_compute_optimal"]
+
+
+def _non_embedding_params(cfg: GPTConfig) -> int:
+    """Parameters of a tied, biased, pre-norm GPT without its embeddings, layer by layer."""
+    E = cfg.n_embd
+    per_layer = (2 * 2 * E                   # two LayerNorms (gain and bias)
+                 + 3 * E * E + 3 * E         # query/key/value projection
+                 + E * E + E                 # attention output projection
+                 + 4 * E * E + 4 * E         # MLP up
+                 + 4 * E * E + E)            # MLP down
+    return cfg.n_layer * per_layer + 2 * E   # + the final LayerNorm
+
+
+# Real shapes: GPT-2 small, GPT-2 XL and GPT-3 175B (tied output head, learned positions).
+_FLOP_CASES = [
+    (GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768), 10 ** 9),
+    (GPTConfig(vocab_size=50257, block_size=1024, n_layer=48, n_head=25, n_embd=1600), 4 * 10 ** 10),
+    (GPTConfig(vocab_size=50257, block_size=2048, n_layer=96, n_head=96, n_embd=12288), 3 * 10 ** 11),
+]
+
+
+def check_training_flops(training_flops: Callable[[GPTConfig, int], float], quiet: bool = False) -> bool:
+    """Check ``training_flops(config, tokens)``: the approximate FLOPs of training ``GPT(config)`` on
+    ``tokens`` tokens, ``6·N·D`` with N the non-embedding parameters (within 2%)."""
+
+    def body() -> None:
+        for cfg, tokens in _FLOP_CASES:
+            want = 6 * _non_embedding_params(cfg) * tokens
+            got = training_flops(cfg, tokens)
+            if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
+                raise CheckFailed(f"return a number of FLOPs, got {type(got).__name__}")
+            what = f"n_layer={cfg.n_layer}, n_embd={cfg.n_embd}, {tokens:.0e} tokens"
+            ratio = float(got) / want
+            if abs(ratio - 1) <= 0.02:
+                continue
+            if abs(ratio - 1 / 3) < 0.02:
+                raise CheckFailed(f"{what}: your count is a third of the answer. Either it is the forward pass "
+                                  "only (the backward pass costs about twice the forward pass), or it counts "
+                                  "only the attention's weights (the MLP holds two thirds of a block)")
+            if ratio > 1:
+                raise CheckFailed(f"{what}: your count is {ratio:.2f}x too large. Scaling laws count the "
+                                  "non-embedding parameters: leave out the token and position embeddings")
+            raise CheckFailed(f"{what}: your count is {ratio:.2f}x the answer. Count the parameters of one "
+                              "block (attention: 4 matrices of n_embd x n_embd; MLP: 2 of n_embd x 4 n_embd), "
+                              "times n_layer, and 2 FLOPs per parameter per token forward")
+
+    return run_check("training_flops", body, quiet)
+
+
+def _reference_power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least squares of log y on log x, written out: returns (scale, exponent)."""
+    lx, ly = np.log(x), np.log(y)
+    slope = np.sum((lx - lx.mean()) * (ly - ly.mean())) / np.sum((lx - lx.mean()) ** 2)
+    return float(math.exp(ly.mean() - slope * lx.mean())), float(slope)
+
+
+def check_fit_power_law(fit_power_law: Callable, quiet: bool = False) -> bool:
+    """Check ``fit_power_law(x, y) -> (scale, exponent)`` with ``y ≈ scale · x**exponent``: it must
+    give the least-squares line in log-log space (on exact and on noisy data)."""
+
+    def body() -> None:
+        rng = np.random.default_rng(9)
+        x = np.logspace(3, 7, 12)
+        exact = 40.0 * x ** -0.3
+        noisy = exact * np.exp(rng.normal(0.0, 0.15, x.shape))
+        for y, what in [(exact, "exact data y = 40 x^-0.3"), (noisy, "noisy data (15% multiplicative noise)")]:
+            out = fit_power_law(x.copy(), y.copy())
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise CheckFailed(f"{what}: return a pair (scale, exponent), got {type(out).__name__}")
+            scale, exponent = (float(v) for v in out)
+            want_scale, want_exp = _reference_power_law(x, y)
+            if not math.isclose(exponent, want_exp, rel_tol=1e-4, abs_tol=1e-6):
+                hint = ("fit a straight line to (log x, log y): a power law is a line in log-log space, and "
+                        "least squares there weighs every point's relative error alike")
+                if y is noisy:
+                    hint = ("your fit is right on exact data but not on noisy data, so it minimises the wrong "
+                            "error: " + hint)
+                raise CheckFailed(f"{what}: exponent {exponent:.4f} is wrong; {hint}")
+            if not math.isclose(scale, want_scale, rel_tol=1e-4):
+                raise CheckFailed(f"{what}: the exponent is right but the scale {scale:.4g} is not: the intercept "
+                                  "of the line is log(scale); undo the logarithm with the base you took")
+
+    return run_check("fit_power_law", body, quiet)
+
+
+def check_compute_optimal(compute_optimal: Callable[[float, float], tuple[float, float]], quiet: bool = False) -> bool:
+    """Check ``compute_optimal(compute, tokens_per_param) -> (n_params, n_tokens)``: the model size
+    and data that use ``compute = 6·N·D`` FLOPs with ``D = tokens_per_param · N``."""
+
+    def body() -> None:
+        for compute, ratio in [(5.76e23, 20.0), (1e21, 20.0), (1e18, 10.0), (3e15, 40.0)]:
+            out = compute_optimal(compute, ratio)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise CheckFailed(f"return a pair (n_params, n_tokens), got {type(out).__name__}")
+            n, d = (float(v) for v in out)
+            want_n = math.sqrt(compute / (6 * ratio))
+            what = f"C = {compute:.3g} FLOPs, {ratio:g} tokens per parameter"
+            if not (n > 0 and d > 0):
+                raise CheckFailed(f"{what}: N and D must be positive, got {n:.3g}, {d:.3g}")
+            if not math.isclose(d / n, ratio, rel_tol=1e-6):
+                raise CheckFailed(f"{what}: your D / N is {d / n:.3g}, it should be the tokens-per-parameter ratio")
+            # with D / N right, N is right exactly when the budget is spent: 6·N·(ratio·N) = C
+            if not math.isclose(6 * n * d, compute, rel_tol=1e-6):
+                raise CheckFailed(f"{what}: your model would cost 6·N·D = {6 * n * d:.3g} FLOPs to train, not the "
+                                  f"budget ({n / want_n:.3g}x the right N): substitute D = ratio · N into "
+                                  "C = 6·N·D and solve for N")
+
+    return run_check("compute_optimal", body, quiet)
