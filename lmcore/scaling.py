@@ -385,8 +385,8 @@ class SweepPoint:
 
     ``params``: non-embedding parameters (N); ``flops``: counted training FLOPs so far
     (:func:`training_flops`); ``flops_6nd``: ``6·N·D``; ``val_loss``: mean cross-entropy in nats
-    per token on the fixed validation windows; ``seconds``: training wall time so far (not part of
-    any result that should reproduce).
+    per token on the fixed validation windows; ``seconds``: wall time of the run so far, measurements
+    included (the one field that does not reproduce).
     """
     n_layer: int
     n_head: int
