@@ -65,12 +65,12 @@ test: assets
 student: $(VENV)/.installed
 	$(BIN)/python -m lmcore.course student --out $(or $(OUT),student) $(if $(CHAPTER),--chapter $(CHAPTER))
 
-# The book with every solution hidden (sphinx-exercise's hide_solutions), for publishing before a
-# deadline; it reuses the execution cache of `make book`.
+# The book with every solution removed, for publishing before a deadline: built from the
+# chapters' stored outputs (run `make book` or `make test` first so they are current).
 book-instructor: assets
-	$(BIN)/python -m lmcore.course instructor-config --out _build/instructor_config.yml
-	$(BIN)/jupyter-book build . --config _build/instructor_config.yml --path-output _build/instructor $(JB_FLAGS)
-	@echo "The book without solutions is at $(CURDIR)/_build/instructor/_build/html/index.html"
+	$(BIN)/python -m lmcore.course instructor-book --out _build/instructor_src
+	$(BIN)/jupyter-book build _build/instructor_src $(JB_FLAGS)
+	@echo "The book without solutions is at $(CURDIR)/_build/instructor_src/_build/html/index.html"
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab chapters/

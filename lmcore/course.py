@@ -3,7 +3,7 @@
     python -m lmcore.course student --out student/            # every chapter
     python -m lmcore.course student --out student/ --chapter 05
     python -m lmcore.course grade student/05_transformer.ipynb  # which checks pass
-    python -m lmcore.course instructor-config --out _build/instructor_config.yml
+    python -m lmcore.course instructor-book --out _build/instructor_src   # book without solutions
 
 The student edition of a chapter is the chapter with every code cell tagged ``solution`` replaced by
 a stub that raises ``NotImplementedError("Exercise <label>: ...")``, every solution directive
@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["make_student_notebook", "write_student_edition", "write_instructor_config", "list_exercises", "grade_notebook", "main"]
+__all__ = ["make_student_notebook", "write_student_edition", "make_public_notebook", "write_instructor_book", "list_exercises", "grade_notebook", "main"]
 
 SOLUTION_TAG = "solution"
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}(?P<arg>[^\n]*)$")
@@ -59,8 +59,9 @@ def _strip_solution_blocks(markdown: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
 
 
-def make_student_notebook(nb: dict) -> dict:
-    """Return the student edition of one notebook (a dict in nbformat 4 JSON form)."""
+def _without_solutions(nb: dict, stub: bool, clear_outputs: bool) -> dict:
+    """Copy of ``nb`` with the solution gates and ``{solution}`` blocks removed from the markdown,
+    and each code cell tagged ``solution`` replaced by a stub (``stub=True``) or dropped."""
     if not isinstance(nb, dict) or "cells" not in nb:
         raise TypeError("nb must be a notebook dict (json.load of an .ipynb file)")
     nb = copy.deepcopy(nb)
@@ -79,16 +80,32 @@ def make_student_notebook(nb: dict) -> dict:
                 continue
             cell["source"] = stripped
         elif cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
+            if clear_outputs:
+                cell["outputs"], cell["execution_count"] = [], None
             if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+                if not stub:
+                    continue
                 n_stub += 1
                 name = label or f"{n_stub}"
                 cell["source"] = (f"# Exercise {name}: write your solution here, then run the check below.\n"
                                   f'raise NotImplementedError("Exercise {name}: not solved yet")')
+                cell["outputs"], cell["execution_count"] = [], None
                 cell["metadata"]["tags"] = [t for t in cell["metadata"]["tags"] if t != SOLUTION_TAG] + ["exercise"]
         cells.append(cell)
     nb["cells"] = cells
     return nb
+
+
+def make_student_notebook(nb: dict) -> dict:
+    """The student edition of one notebook (a dict in nbformat 4 JSON form): solutions become
+    stubs that raise ``NotImplementedError``, written solutions disappear, outputs are cleared."""
+    return _without_solutions(nb, stub=True, clear_outputs=True)
+
+
+def make_public_notebook(nb: dict) -> dict:
+    """The chapter as published without solutions: solution cells and written solutions removed,
+    every other cell and its stored output kept (the book is built from them, not re-executed)."""
+    return _without_solutions(nb, stub=False, clear_outputs=False)
 
 
 def write_student_edition(chapters: Path, out: Path, chapter: str | None = None) -> list[Path]:
@@ -109,15 +126,28 @@ def write_student_edition(chapters: Path, out: Path, chapter: str | None = None)
     return written
 
 
-def write_instructor_config(config: Path, out: Path) -> Path:
-    """Copy the book's ``_config.yml`` with ``hide_solutions: true`` (sphinx-exercise)."""
+def write_instructor_book(root: Path, out: Path) -> Path:
+    """Write a copy of the book's sources into ``out`` with every solution removed from the
+    chapters (their stored outputs kept) and execution turned off; build it with
+    ``jupyter-book build <out>``.  sphinx-exercise's ``hide_solutions`` is not enough: it leaves the
+    code cells of gated solutions on the page."""
+    import shutil
+
     import yaml
 
-    cfg = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-    cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    root, out = Path(root), Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "chapters").mkdir(parents=True)
+    cfg = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
+    cfg["execute"]["execute_notebooks"] = "off"
+    (out / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    for name in ["_toc.yml", "references.bib", *[p.name for p in root.glob("*.md") if p.name != "README.md"]]:
+        shutil.copy(root / name, out / name)
+    shutil.copytree(root / "_assets", out / "_assets")
+    for path in sorted((root / "chapters").glob("*.ipynb")):
+        public = make_public_notebook(json.loads(path.read_text(encoding="utf-8")))
+        (out / "chapters" / path.name).write_text(json.dumps(public, indent=1, ensure_ascii=False), encoding="utf-8")
     return out
 
 
@@ -166,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True, type=Path, help="folder to write the student notebooks into")
     s.add_argument("--chapters", default=Path("chapters"), type=Path, help="folder holding the chapters")
     s.add_argument("--chapter", default=None, help="only this chapter (e.g. 05 or 05_transformer)")
-    c = sub.add_parser("instructor-config", help="write a copy of _config.yml with solutions hidden")
-    c.add_argument("--config", default=Path("_config.yml"), type=Path)
+    c = sub.add_parser("instructor-book", help="write the book's sources with every solution removed")
+    c.add_argument("--root", default=Path("."), type=Path, help="the book's folder")
     c.add_argument("--out", required=True, type=Path)
     e = sub.add_parser("exercises", help="list every chapter's exercises and their checks (markdown table)")
     e.add_argument("--chapters", default=Path("chapters"), type=Path)
@@ -183,9 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in list_exercises(args.chapters):
             print(f"| {r['chapter']} | {r['title']} (`{r['label']}`) | {('`' + r['check'] + '`') if r['check'] else 'prose answer'} |")
         return 0
-    if args.command == "instructor-config":
-        write_instructor_config(args.config, args.out)
-        print(f"wrote {args.out}")
+    if args.command == "instructor-book":
+        print(f"wrote {write_instructor_book(args.root, args.out)}; build it with: jupyter-book build {args.out}")
         return 0
     results = grade_notebook(args.notebook)
     if not results:

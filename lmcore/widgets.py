@@ -283,5 +283,7 @@ def show_figure(fig: "go.Figure", plotlyjs: str = BOOK_PLOTLYJS) -> None:
     copy), together with plotly's JSON mimetype, which JupyterLab renders natively."""
     from IPython.display import display
 
-    page = fig.to_html(full_html=False, include_plotlyjs=plotlyjs, include_mathjax=False)
+    # typesetMath off: the book's MathJax 3 is not the MathJax 2 API plotly.js would call.
+    page = fig.to_html(full_html=False, include_plotlyjs=plotlyjs, include_mathjax=False,
+                       config={"typesetMath": False})
     display({"text/html": page, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)

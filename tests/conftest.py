@@ -21,7 +21,7 @@ def root() -> Path:
     return ROOT
 
 
-def build_book(out: Path | None = None, hide_solutions: bool = False) -> Path:
+def build_book(out: Path | None = None) -> Path:
     """Build the book with warnings as errors, from the notebooks' stored outputs, and return the
     HTML folder.
 
@@ -34,8 +34,6 @@ def build_book(out: Path | None = None, hide_solutions: bool = False) -> Path:
 
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg["execute"]["execute_notebooks"] = "off"
-    if hide_solutions:
-        cfg["sphinx"]["config"]["hide_solutions"] = True
     out = out or ROOT / "_build" / "test"
     out.mkdir(parents=True, exist_ok=True)
     config = out / "_config.yml"
