@@ -119,3 +119,11 @@ def test_instructor_build_hides_every_solution(built_book, tmp_path):
         assert "Solution to" not in text, f"{page.name}: a solution heading is still there"
         for line in lines:
             assert line not in text, f"{page.name} still shows solution text: {line!r}"
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapter_links_to_colab(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    title = "".join(next(c for c in cells if c["cell_type"] == "markdown")["source"])
+    repo = repository_url().removeprefix("https://github.com/")
+    assert f"https://colab.research.google.com/github/{repo}/blob/main/chapters/{nb.name}" in title
