@@ -1,0 +1,19 @@
+"""The contract every exercise check must honour, shared by the tests/test_exercises_chNN.py files."""
+from __future__ import annotations
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("the student edition's stub")
+
+
+def assert_check_behaves(check, solution, wrong_answers, capsys) -> None:
+    """``check`` passes the reference ``solution``, reports the stub as not implemented, and fails
+    every plausible wrong answer with a FAIL line (a hint), never a traceback."""
+    assert check(solution) is True
+    assert "PASS" in capsys.readouterr().out
+    assert check(_stub) is False
+    assert "not implemented" in capsys.readouterr().out
+    for fn in wrong_answers:
+        assert check(fn) is False, fn.__name__
+        out = capsys.readouterr().out
+        assert out.startswith("FAIL") and "Traceback" not in out
