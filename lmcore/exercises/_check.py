@@ -4,7 +4,7 @@ from __future__ import annotations
 import traceback
 from typing import Callable
 
-__all__ = ["CheckFailed", "run_check"]
+__all__ = ["CheckFailed", "run_check", "expect_tensor"]
 
 
 class CheckFailed(AssertionError):
@@ -34,3 +34,12 @@ def run_check(name: str, body: Callable[[], None], quiet: bool = False) -> bool:
     if not quiet:
         print(msg)
     return False
+
+
+def expect_tensor(value, what: str):
+    """Return ``value`` if it is a ``torch.Tensor``, else fail the check saying what was returned."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} should return a torch.Tensor, got {type(value).__name__}")
+    return value

@@ -9,15 +9,9 @@ from typing import Callable
 
 import torch
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, expect_tensor as _tensor, run_check
 
 __all__ = ["check_context_windows", "check_mlp_logits"]
-
-
-def _tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise CheckFailed(f"{what} should return a torch.Tensor, got {type(value).__name__}")
-    return value
 
 
 # --- exercise 1: the context window of every position ---------------------------------------------
