@@ -2,9 +2,12 @@
 gap to the entropy floor.
 
 * ``shakespeare``: nanoGPT's CPU configuration (4 layers, 4 heads, 128 dims, context 64, batch 12,
-  2000 iterations, lr 1e-3 cosine to 1e-4 with 100 warm-up steps, dropout 0); nanoGPT's README
-  reports a validation loss of 1.88 for it.  We report ours (estimated on 200 batches) and the
-  wall-clock and CPU time.  Needs the corpus (``$LMCORE_LOCAL_DATA`` or the cache).
+  2000 iterations, lr 1e-3 cosine to 1e-4 with 100 warm-up steps, dropout 0, no biases); nanoGPT's
+  README reports a validation loss of 1.88 for it (estimated there on 20 batches).  We report ours
+  (estimated on 200 batches) per seed with the wall-clock and CPU time, and with ``--nanogpt DIR``
+  run nanoGPT's own ``train.py`` from a local checkout with the same configuration and the same
+  200-batch estimate, so the two are compared on one machine.  Needs the corpus
+  (``$LMCORE_LOCAL_DATA`` or the cache).
 * ``toy``: ``lmcore.pretrained("toy-char")`` retrained from scratch (time measured), its exact
   validation cross-entropy on the whole toy validation split (every character scored with at least
   ``block_size / 2`` characters of context) minus the language's entropy, 0.3425 nats/char, and
@@ -12,11 +15,17 @@ gap to the entropy floor.
 
     python benchmarks/bench_quality.py                 # both (several minutes on a CPU)
     python benchmarks/bench_quality.py --runs toy --json
+    python benchmarks/bench_quality.py --runs shakespeare --seeds 1337 1 2 --nanogpt ~/src/nanoGPT
 """
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -31,24 +40,61 @@ from lmcore.trainer import TrainConfig, Trainer
 NANOGPT_VAL_LOSS = 1.88
 
 
-def shakespeare(device: str) -> dict:
+# nanoGPT's README command for a CPU: config/train_shakespeare_char.py with these overrides.
+NANOGPT_CPU = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
+                   lr_decay_iters=2000, dropout=0.0, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
+                   beta2=0.99, weight_decay=0.1, grad_clip=1.0, bias=False, eval_iters=200)
+
+
+def shakespeare(device: str, seed: int = 1337) -> dict:
+    c = NANOGPT_CPU
     text = data.load_text("tinyshakespeare")
     tok = CharTokenizer().train(text)
     ids = torch.tensor(tok.encode(text), dtype=torch.long)
     n = int(0.9 * len(ids))                      # nanoGPT's split: first 90% train, last 10% val
-    torch.manual_seed(1337)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0))
-    cfg = TrainConfig(max_steps=2000, batch_size=12, block_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                      lr_decay_steps=2000, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0,
-                      eval_interval=2000, eval_iters=200, seed=1337, device=device)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=c["block_size"], n_layer=c["n_layer"],
+                          n_head=c["n_head"], n_embd=c["n_embd"], dropout=c["dropout"], bias=c["bias"]))
+    cfg = TrainConfig(max_steps=c["max_iters"], batch_size=c["batch_size"], block_size=c["block_size"],
+                      lr=c["learning_rate"], min_lr=c["min_lr"], warmup_steps=c["warmup_iters"],
+                      lr_decay_steps=c["lr_decay_iters"], weight_decay=c["weight_decay"], beta1=0.9,
+                      beta2=c["beta2"], grad_clip=c["grad_clip"], eval_interval=c["max_iters"],
+                      eval_iters=c["eval_iters"], seed=seed, device=device, progress=False)
     trainer = Trainer(model, cfg, ids[:n], ids[n:])
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.train()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     _, val = trainer.series("val_loss")
-    return {"run": "tinyshakespeare char, nanoGPT CPU config", "val loss": round(val[-1], 4),
-            "reference": f"nanoGPT {NANOGPT_VAL_LOSS}", "reached": val[-1] <= NANOGPT_VAL_LOSS,
-            "wall s": round(wall, 1), "cpu s": round(cpu, 1)}
+    return {"run": "lmcore", "seed": seed, "val loss": round(val[-1], 4),
+            "reached 1.88": val[-1] <= NANOGPT_VAL_LOSS, "wall s": round(wall, 1), "cpu s": round(cpu, 1)}
+
+
+def nanogpt_peer(repo: Path, device: str) -> dict:
+    """Run nanoGPT's own ``train.py`` (a local checkout at ``repo``) with the same configuration.
+
+    nanoGPT seeds with 1337 and cannot be given another seed.  Its ``prepare.py`` reads
+    ``data/shakespeare_char/input.txt``; we put our copy of the corpus there first, so nothing is
+    downloaded.
+    """
+    prep = repo / "data" / "shakespeare_char"
+    if not (repo / "train.py").is_file() or not (prep / "prepare.py").is_file():
+        raise ValueError(f"--nanogpt must be a nanoGPT checkout (train.py, data/shakespeare_char/), got {repo}")
+    (prep / "input.txt").write_text(data.load_text("tinyshakespeare"))
+    subprocess.run([sys.executable, "prepare.py"], cwd=prep, check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as out:
+        args = [f"--{k}={v}" for k, v in NANOGPT_CPU.items()]
+        cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--device={device}",
+               "--compile=False", f"--out_dir={out}", f"--eval_interval={NANOGPT_CPU['max_iters']}",
+               "--log_interval=100", *args]
+        wall = time.perf_counter()
+        run = subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - wall
+    final = re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", run.stdout)[-1]
+    if int(final[0]) != NANOGPT_CPU["max_iters"]:
+        raise RuntimeError(f"nanoGPT's last evaluation was at step {final[0]}:\n{run.stdout[-2000:]}")
+    val = float(final[2])
+    return {"run": "nanoGPT train.py (same machine)", "seed": 1337, "val loss": val,
+            "reached 1.88": val <= NANOGPT_VAL_LOSS, "wall s": round(wall, 1), "cpu s": "-"}
 
 
 @torch.no_grad()
@@ -96,10 +142,19 @@ def main() -> None:
     parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=["shakespeare", "toy"], choices=["shakespeare", "toy"])
     parser.add_argument("--cached", action="store_true", help="toy: use the cached zoo model, do not retrain")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1337],
+                        help="shakespeare: one training run per seed (nanoGPT uses 1337)")
+    parser.add_argument("--nanogpt", type=Path, default=None,
+                        help="shakespeare: also run nanoGPT's train.py from this local checkout, side by side")
     args = parser.parse_args()
     rows = []
     for run in args.runs:
-        rows.append(shakespeare(args.device) if run == "shakespeare" else toy(args.device, not args.cached))
+        if run == "shakespeare":
+            rows.extend(shakespeare(args.device, seed) for seed in args.seeds)
+            if args.nanogpt is not None:
+                rows.append(nanogpt_peer(args.nanogpt, args.device))
+        else:
+            rows.append(toy(args.device, not args.cached))
     report(rows, args, title="training quality", meta=machine_info())
 
 
