@@ -46,6 +46,11 @@ class GPTConfig:
     ``"gelu_new"`` GPT-2's tanh approximation. ``rope_scaling``: ``None``, ``"linear"`` (position
     interpolation: positions divided by ``rope_scaling_factor``) or ``"ntk"`` (NTK-aware: RoPE base
     enlarged), used to read contexts longer than the training length.
+
+    ``pos_encoding="sinusoidal"`` adds the paper's raw table, whose rows have norm ``sqrt(n_embd / 2)``,
+    dozens of times longer than token embeddings at GPT-2's initialisation (std 0.02), so the
+    tokens barely register and training is slow; chapter 6 measures this and trains with the
+    table (``model.pos_table``) multiplied by a small factor.
     """
     vocab_size: int
     block_size: int
