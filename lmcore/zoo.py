@@ -5,8 +5,9 @@ trained on this machine the first time it is asked for, with a progress bar, and
 is cached in ``lmcore.data.cache_dir() / "models" / "<name>-<recipe hash>-<lmcore version>"``.
 Later calls load it in about a second.  The hash covers the whole recipe, so changing a recipe
 (or the lmcore version) never serves a stale model.  On a CUDA GPU a larger recipe is used
-automatically (it has its own cache entry); on a CPU each recipe trains in under about two
-minutes on two cores.
+automatically (it has its own cache entry).  On a CPU the recipes train on one thread, so that
+every machine gets the same weights bit for bit: about 2.3 minutes for ``"toy-char"`` and 1.6
+minutes for ``"shakespeare-char"`` on a quiet 2-core machine (``benchmarks/RESULTS.md``).
 
 Recipes:
 
