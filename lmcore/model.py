@@ -32,6 +32,7 @@ from .positional import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, ro
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block"]
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)   # torch >= 2.3 has it
 NORMS = ("pre", "post")
 ATTN_IMPLS = ("sdpa", "reference")
 ACTIVATIONS = ("gelu", "gelu_new")
@@ -292,6 +293,11 @@ class GPT(nn.Module):
         if offset + T > self.config.block_size:
             raise ValueError(f"idx has {T} tokens (+{offset} cached) but block_size is "
                              f"{self.config.block_size}; crop the input to the last block_size tokens")
+        # Reading the ids back to the host is free on a CPU, but on a GPU it would stall every step
+        # and torch.compile cannot trace it; there generate() checks prompts, and an id out of range
+        # still fails inside the embedding (as a device-side assert).
+        if idx.device.type != "cpu" or _is_compiling():
+            return
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.config.vocab_size:
             raise ValueError(f"idx contains token ids outside the vocabulary [0, {self.config.vocab_size}): "

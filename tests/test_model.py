@@ -323,3 +323,17 @@ def test_forward_rejects_bad_idx(idx, match):
 def test_forward_rejects_mismatched_targets():
     with pytest.raises(ValueError, match="targets"):
         GPT(tiny())(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "alibi", "none"])
+def test_forward_traces_without_graph_breaks(pos):
+    """torch.compile sees the whole forward (loss included) as one graph: no host read-backs such
+    as ``int(idx.max())`` on the training path, which would also stall a GPU every step."""
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16, pos_encoding=pos))
+    x = torch.randint(11, (2, 8), generator=torch.Generator().manual_seed(0))
+    try:
+        explanation = torch._dynamo.explain(model)(x, x)
+    finally:
+        torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, [str(b.reason)[:200] for b in explanation.break_reasons]
+    assert explanation.graph_count == 1

@@ -191,3 +191,28 @@ def test_gpt_learns_the_toy_language():
     _, val_loss = trainer.series("val_loss")
     # from uniform guessing (ln 27 = 3.30 nats) to well below the unigram entropy (about 2.9)
     assert val_loss[0] > 3.0 and val_loss[-1] < 2.4
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_a_plain_checkpoint(tmp_path):
+    """``compile=True`` trains the same model as eager mode (to float rounding), and its
+    checkpoint holds the plain module's weights (no ``_orig_mod.`` prefixes) that load into a GPT."""
+    pytest.importorskip("torch._inductor")
+    from lmcore.checkpoint import load_checkpoint
+
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    runs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        out = tmp_path / ("compiled" if compiled else "eager")
+        trainer = Trainer(GPT(config), _cfg(max_steps=4, compile=compiled, out_dir=str(out)), _stream(), _stream(seed=1))
+        trainer.train()
+        assert hasattr(trainer._fwd, "_orig_mod") == compiled      # the compiled wrapper was used
+        runs[compiled] = (trainer.series("train_loss")[1], trainer.series("val_loss")[1], out)
+    (eager_train, eager_val, _), (comp_train, comp_val, comp_dir) = runs[False], runs[True]
+    assert comp_train == pytest.approx(eager_train, rel=1e-5)
+    assert comp_val == pytest.approx(eager_val, rel=1e-5)
+    state = load_checkpoint(comp_dir / "last.pt")
+    assert not any(k.startswith("_orig_mod") for k in state["model"])
+    reloaded = GPT(config)
+    reloaded.load_state_dict(state["model"])
