@@ -12,7 +12,8 @@ minutes for ``"shakespeare-char"`` on a quiet 2-core machine (``benchmarks/RESUL
 Recipes:
 
 * ``"toy-char"``: a character-level GPT on the toy language (``lmcore.data.toy_corpus``), with a
-  context of 128 characters, enough for whole stories; it learns subject-verb agreement across
+  context of 128 characters, enough for whole stories, and half of every batch's windows starting
+  at a story's newline (the prompt generation uses); it learns subject-verb agreement across
   relative clauses.  Its validation cross-entropy can be compared with the language's exact
   entropy, ``ToyLanguage().entropy_per_char``.
 * ``"shakespeare-char"``: a character-level GPT on Tiny Shakespeare (the corpus must be available
@@ -53,11 +54,14 @@ class Recipe:
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    #: fraction of each batch's rows that start at a document (a toy story's newline): see
+    #: ``lmcore.data.get_batch``; 0 = every window starts anywhere
+    aligned: float = 0.0
 
     def key(self) -> str:
         """A short hash of everything that determines the trained weights."""
         blob = json.dumps({"corpus": self.corpus, "model": self.model, "train": self.train, "seed": self.seed,
-                           "tokenizer": "char"}, sort_keys=True)
+                           "aligned": self.aligned, "tokenizer": "char"}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -67,6 +71,7 @@ _TOY_CPU = Recipe(
     model=dict(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
     train=dict(max_steps=500, batch_size=16, lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.1,
                eval_interval=250, eval_iters=20),
+    aligned=0.5,
 )
 _SHAKESPEARE_CPU = Recipe(
     corpus="tinyshakespeare",
@@ -83,7 +88,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                                                                                "6 layers, 6 heads, 384 dims"),
                        model=dict(block_size=128, n_layer=6, n_head=6, n_embd=384, dropout=0.0),
                        train=dict(max_steps=2000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                                  weight_decay=0.1, eval_interval=500, eval_iters=20)),
+                                  weight_decay=0.1, eval_interval=500, eval_iters=20),
+                       aligned=0.5),
     },
     "shakespeare-char": {
         "cpu": _SHAKESPEARE_CPU,
@@ -154,7 +160,21 @@ def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress:
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, **recipe.model))
     config = TrainConfig(**recipe.train, seed=recipe.seed, device=str(device), out_dir=str(out),
                          save_best=False, progress=progress)
-    trainer = Trainer(model, config, train_ids, val_ids)
+    if recipe.aligned:
+        # Each story follows a newline, and generation is prompted with one: windows that start
+        # there teach the model how stories begin, and show it whole stories.
+        newline = tok.encode("\n")[0]
+        splits = {name: (ids, torch.nonzero(ids == newline).flatten())
+                  for name, ids in (("train", train_ids), ("val", val_ids))}
+
+        def batch_fn(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            ids, starts = splits[split]
+            return data.get_batch(ids, config.batch_size, recipe.model["block_size"], "cpu", generator,
+                                  doc_starts=starts, aligned=recipe.aligned)
+
+        trainer = Trainer(model, config, batch_fn=batch_fn)
+    else:
+        trainer = Trainer(model, config, train_ids, val_ids)
     t0 = time.perf_counter()
     # One thread on the CPU: whoever trains this recipe gets the same weights, bit for bit, so
     # the numbers the chapters print do not depend on the machine's core count.

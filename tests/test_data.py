@@ -365,6 +365,41 @@ def test_get_batch_errors():
         get_batch(data.float(), 2, 3)
 
 
+def test_get_batch_aligned_rows_start_at_documents():
+    """The first round(aligned * B) rows start at a document start, each usable start about equally
+    often (chi-square at a fixed seed); the other rows still start anywhere."""
+    from scipy.stats import chisquare
+
+    data = torch.arange(1000)
+    doc_starts = torch.tensor([0, 100, 350, 700, 995])        # 995 leaves no whole window of 8
+    g = torch.Generator().manual_seed(0)
+    counts, free = {0: 0, 100: 0, 350: 0, 700: 0}, []
+    for _ in range(400):
+        x, y = get_batch(data, 10, 8, generator=g, doc_starts=doc_starts, aligned=0.5)
+        assert torch.equal(y[:, :-1], x[:, 1:])
+        for s in x[:5, 0].tolist():
+            counts[s] += 1                                   # KeyError if a row starts elsewhere
+        free += x[5:, 0].tolist()
+    assert chisquare(list(counts.values())).pvalue > 0.01
+    assert len(set(free)) > 500                             # the free rows spread over the stream
+    x, _ = get_batch(data, 3, 8, generator=g, doc_starts=doc_starts, aligned=1.0)
+    assert set(x[:, 0].tolist()) <= {0, 100, 350, 700}
+    x0, _ = get_batch(data, 4, 8, generator=torch.Generator().manual_seed(5), doc_starts=doc_starts)
+    x1, _ = get_batch(data, 4, 8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x0, x1)                               # aligned=0 (default): plain random windows
+
+
+def test_get_batch_aligned_errors():
+    data = torch.arange(50)
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="aligned"):
+            get_batch(data, 4, 8, doc_starts=torch.tensor([0]), aligned=bad)
+    with pytest.raises(ValueError, match="doc_starts"):
+        get_batch(data, 4, 8, aligned=0.5)
+    with pytest.raises(ValueError, match="doc_starts"):
+        get_batch(data, 4, 8, doc_starts=torch.tensor([45, 49]), aligned=0.5)   # no whole window
+
+
 def test_train_val_split():
     ids = list(range(100))
     train, val = train_val_split(ids, val_fraction=0.1)

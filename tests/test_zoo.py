@@ -71,3 +71,24 @@ def test_errors(tiny_zoo, monkeypatch):
     monkeypatch.setattr(lmcore.data, "fetch_corpus", offline)
     with pytest.raises(ValueError, match="needs the corpus 'tinyshakespeare'"):
         lmcore.pretrained("shakespeare-char", device="cpu", progress=False)
+
+
+def test_aligned_recipe_trains_on_story_starts(tiny_zoo, monkeypatch):
+    """With ``aligned`` the first half of every training batch starts at a story's newline (the
+    prompt the chapters generate from), and the fraction is part of the cache key."""
+    aligned = zoo.Recipe(**{**TINY.__dict__, "aligned": 0.5})
+    assert aligned.key() != TINY.key()
+    monkeypatch.setitem(zoo.RECIPES, "toy-char", {"cpu": aligned, "cuda": aligned})
+    seen = []
+    original = lmcore.data.get_batch
+
+    def spy(*args, **kwargs):
+        x, y = original(*args, **kwargs)
+        seen.append(x)
+        return x, y
+
+    monkeypatch.setattr(lmcore.data, "get_batch", spy)
+    _, tok = lmcore.pretrained("toy-char", device="cpu", progress=False)
+    newline = tok.encode("\n")[0]
+    assert seen and all((x[:2, 0] == newline).all() for x in seen)      # batch_size 4: 2 aligned rows
+    assert not all((x[2:, 0] == newline).all() for x in seen)           # the others start anywhere

@@ -24,11 +24,17 @@ def train_val_split(ids: torch.Tensor | list[int], val_fraction: float = 0.1) ->
 
 
 def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None = None, doc_starts: torch.Tensor | None = None,
+              aligned: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample ``batch_size`` random windows from a 1-D token tensor.
 
     Returns ``(x, y)``, both ``(batch_size, block_size)`` int64 on ``device``, with
     ``y[:, t] == x[:, t + 1]``: the target of every position is the next token.
+
+    ``doc_starts`` (1-D positions in ``data`` where documents begin, e.g. the separator before each
+    story) and ``aligned`` (a fraction in [0, 1]): the first ``round(aligned * batch_size)`` rows
+    start at a random document start instead of anywhere. Random windows mostly begin mid-document,
+    while a model is prompted at a document's start; aligned rows train that case too.
     """
     if not isinstance(data, torch.Tensor):
         raise TypeError(f"data must be a torch.Tensor of token ids, got {type(data).__name__}; "
@@ -42,7 +48,19 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str 
     if data.numel() <= block_size:
         raise ValueError(f"data has {data.numel()} tokens, fewer than block_size + 1 = {block_size + 1}; "
                          "use more text or a smaller block_size")
+    if isinstance(aligned, bool) or not isinstance(aligned, (int, float)) or not 0 <= aligned <= 1:
+        raise ValueError(f"aligned must be a fraction in [0, 1], got {aligned!r}")
     starts = torch.randint(data.numel() - block_size, (batch_size,), generator=generator)
+    n_aligned = round(aligned * batch_size)
+    if n_aligned:
+        if doc_starts is None:
+            raise ValueError("aligned > 0 needs doc_starts, the positions where documents begin")
+        doc_starts = torch.as_tensor(doc_starts, dtype=torch.long)
+        usable = doc_starts[(doc_starts >= 0) & (doc_starts < data.numel() - block_size)]
+        if doc_starts.ndim != 1 or usable.numel() == 0:
+            raise ValueError("doc_starts must be a 1-D tensor with at least one position that leaves a "
+                             f"whole window (< {data.numel() - block_size})")
+        starts[:n_aligned] = usable[torch.randint(usable.numel(), (n_aligned,), generator=generator)]
     offsets = torch.arange(block_size + 1)
     windows = data[starts[:, None] + offsets]
     x, y = windows[:, :-1], windows[:, 1:]
