@@ -8,12 +8,17 @@ def _stub(*args, **kwargs):
 
 def assert_check_behaves(check, solution, wrong_answers, capsys) -> None:
     """``check`` passes the reference ``solution``, reports the stub as not implemented, and fails
-    every plausible wrong answer with a FAIL line (a hint), never a traceback."""
+    every plausible wrong answer with a FAIL line (a hint), never a traceback.
+
+    ``wrong_answers``: functions, or ``(function, hint)`` pairs whose FAIL line must contain ``hint``.
+    """
+    capsys.readouterr()
     assert check(solution) is True
     assert "PASS" in capsys.readouterr().out
     assert check(_stub) is False
     assert "not implemented" in capsys.readouterr().out
-    for fn in wrong_answers:
+    for item in wrong_answers:
+        fn, hint = item if isinstance(item, tuple) else (item, "")
         assert check(fn) is False, fn.__name__
         out = capsys.readouterr().out
-        assert out.startswith("FAIL") and "Traceback" not in out
+        assert out.startswith("FAIL") and "Traceback" not in out and hint in out, (fn.__name__, out)
