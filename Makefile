@@ -18,11 +18,12 @@ export LMCORE_LOCAL_DATA ?= $(SHARED_DATA)
 endif
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks lab assets student book-instructor bench clean help
+.PHONY: book test test-portable lab assets student book-instructor bench clean help
 
 help:
 	@echo "make book   - build the HTML book (executes every chapter) into _build/html"
 	@echo "make test   - unit tests, every notebook under nbval, the book build, the browser check"
+	@echo "make test-portable - the notebooks under nbval again, with another CPU's floating-point kernels"
 	@echo "make lab    - open the chapters in JupyterLab"
 	@echo "make student OUT=DIR - write the student edition (solutions replaced by stubs)"
 	@echo "make book-instructor - build the book with solutions hidden"
@@ -61,6 +62,14 @@ test: assets
 	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider -n $(PYTEST_WORKERS)
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
+
+# Another machine on this one: PyTorch's plain (non-vectorised) kernels and oneDNN limited to SSE4.1
+# give other last bits than AVX2 / AVX-512, as a student's laptop or a CI runner would. Every checked
+# output and every claim cell must hold under them too (see contributing.md).
+FOREIGN_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
+test-portable: assets
+	$(FOREIGN_KERNELS) $(BIN)/python -c "import torch; print('CPU kernels:', torch.backends.cpu.get_cpu_capability())"
+	$(FOREIGN_KERNELS) $(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 
 student: $(VENV)/.installed
 	$(BIN)/python -m lmcore.course student --out $(or $(OUT),student) $(if $(CHAPTER),--chapter $(CHAPTER))

@@ -10,6 +10,7 @@ Public API (each name is documented in its module):
   ``lmcore.distributed``); ``lmcore.zoo``: ``pretrained(name)``; CLIs ``python -m lmcore.train`` /
   ``python -m lmcore.generate``.
 - ``lmcore.runtime``: ``setup()`` (device + seeds), used by every chapter's first cell.
+- ``lmcore.claim``: asserts a statement of the prose against the numbers a chapter computed.
 - ``lmcore.rlhf``: rewards, Bradley–Terry reward models, the exact RLHF posterior, KL-regularised
   policy gradient and DPO (chapter 11).
 """
@@ -36,6 +37,7 @@ from . import chat, lora
 from .chat import ChatTemplate
 from .lora import LoRALinear, apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
 from . import scaling
+from .claims import ClaimError, claim
 
 __all__ = [
     "__version__",
@@ -50,4 +52,5 @@ __all__ = [
     "MLPLanguageModel", "MLPConfig",
     "chat", "lora", "ChatTemplate", "LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora",
     "scaling",
+    "claim", "ClaimError",
 ]

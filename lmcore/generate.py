@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="run directory written by lmcore.train (or its last.pt / best.pt)")
-    src.add_argument("--zoo", help="a model of lmcore.zoo.list_models(), e.g. toy-char (trained on first use)")
+    src.add_argument("--zoo", help="a model of lmcore.zoo.list_models(), e.g. toy-char (shipped weights)")
     p.add_argument("--best", action="store_true", help="use best.pt (lowest validation loss) instead of last.pt")
     p.add_argument("--prompt", default="\n", help="text to continue (every character must be in the vocabulary)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate after the prompt")

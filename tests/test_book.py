@@ -41,15 +41,42 @@ def test_first_cell_installs_from_the_configured_repository(nb):
         f"{nb.name}: the first code cell must be the standard setup cell (see tests/test_book.py)")
 
 
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
 @pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapter_has_three_exercises_and_checked_outputs(nb):
     cells = json.loads(nb.read_text())["cells"]
     md = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     assert md.count("{exercise}") >= 3, f"{nb.name} has fewer than three exercises"
-    checked = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).startswith("# NBVAL_CHECK_OUTPUT")]
-    assert checked, f"{nb.name} has no `# NBVAL_CHECK_OUTPUT` cell: nothing would catch a changed number"
+    checked = [c for c in cells if c["cell_type"] == "code" and "nbval-check-output" in _tags(c)]
+    assert checked, f"{nb.name} has no cell tagged `nbval-check-output`: nothing would catch a changed number"
     for c in checked:
         assert c.get("outputs"), f"{nb.name}: a checked cell has no stored output to compare against"
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_no_nbval_marker_in_the_source_readers_see(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    marked = [i for i, c in enumerate(cells) if re.search(r"#\s*NBVAL_", "".join(c["source"]))]
+    assert not marked, f"{nb.name}: cells {marked} carry an nbval marker comment; use the cell tag instead"
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_claim_cells_are_tagged_hidden_and_follow_prose(nb):
+    """Every `lmcore.claim` call sits in a cell tagged `claim` and `remove-cell` (hidden from the HTML,
+    visible in Lab), that cell does nothing else, and each chapter asserts at least one claim."""
+    cells = json.loads(nb.read_text())["cells"]
+    claims = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and "lmcore.claim(" in "".join(c["source"])]
+    assert claims, f"{nb.name} asserts no claim of its prose (lmcore.claim)"
+    for i in claims:
+        tags = _tags(cells[i])
+        assert "claim" in tags and "remove-cell" in tags, f"{nb.name} cell {i}: a claim cell needs tags claim + remove-cell"
+        assert "nbval-check-output" not in tags, f"{nb.name} cell {i}: a claim cell's output is not an exact check"
+    for i, c in enumerate(cells):
+        if "claim" in _tags(c):
+            assert i in claims, f"{nb.name} cell {i} is tagged claim but calls no lmcore.claim"
 
 
 def test_readme_names_the_repository_and_the_two_commands():
@@ -67,6 +94,7 @@ def test_every_page_built_without_tracebacks_or_remote_scripts(built_book):
         assert "Traceback (most recent call last)" not in html, f"{page.name} shows a traceback"
         assert 'class="output traceback' not in html and "ansi-red-fg\">---------" not in html, \
             f"{page.name} shows an error output"
+        assert "claim holds:" not in html and "lmcore.claim(" not in html, f"{page.name} shows a claim cell"
         remote = [m.group(0) for m in REMOTE.finditer(html)]
         assert not remote, f"{page.name} loads remote assets: {remote}"
 

@@ -1,7 +1,13 @@
-"""The model zoo: recipes, caching, loading, errors (with tiny stand-in recipes, no long training)."""
+"""The model zoo: shipped weights verified against the manifest, retraining from a recipe, errors.
+
+Retraining is tested with a tiny stand-in recipe; the shipped models themselves are only loaded."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -13,72 +19,159 @@ from lmcore.tokenizers import CharTokenizer
 
 TINY = zoo.Recipe(corpus="toy", description="tiny test recipe",
                   model=dict(block_size=16, n_layer=1, n_head=2, n_embd=16),
-                  train=dict(max_steps=3, batch_size=4, warmup_steps=1, eval_interval=3, eval_iters=1))
+                  train=dict(max_steps=3, batch_size=4, warmup_steps=1, eval_interval=3, eval_iters=1),
+                  val_tolerance=10.0)
+
+
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A private copy of the shipped weights, so tests may corrupt it."""
+    root = tmp_path / "weights"
+    shutil.copytree(zoo.weights_dir(), root)
+    monkeypatch.setattr(zoo, "weights_dir", lambda: root)
+    return root
 
 
 @pytest.fixture
 def tiny_zoo(tmp_path, monkeypatch):
-    monkeypatch.setenv("LMCORE_CACHE", str(tmp_path))
-    monkeypatch.setitem(zoo.RECIPES, "toy-char", {"cpu": TINY, "cuda": TINY})
-    return tmp_path
+    """An empty weights folder and cache, and the tiny recipe under the name toy-char."""
+    monkeypatch.setenv("LMCORE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "weights"
+    monkeypatch.setattr(zoo, "weights_dir", lambda: root)
+    monkeypatch.setitem(zoo.RECIPES, "toy-char", TINY)
+    return root
 
 
-def test_list_models_names_the_recipes():
-    models = lmcore.zoo.list_models()
-    assert {"toy-char", "shakespeare-char"} <= set(models) and all(models.values())
-    cpu, cuda = zoo.RECIPES["toy-char"]["cpu"], zoo.RECIPES["toy-char"]["cuda"]
-    assert cpu.key() != cuda.key() and cpu.model["block_size"] >= 128
+def test_every_model_is_shipped_and_verifies():
+    manifest = json.loads((zoo.weights_dir() / "manifest.json").read_text())
+    assert set(manifest) == set(zoo.RECIPES) == set(zoo.list_models())
+    for name in zoo.RECIPES:
+        folder = zoo.verify(name)
+        assert set(manifest[name]) == set(zoo.FILES)
+        assert (folder / "model.safetensors").stat().st_size < 8_000_000          # a few MB each
+        info = zoo.model_info(name)
+        assert info["recipe_key"] == zoo.RECIPES[name].key(), \
+            f"{name}: the shipped weights were trained from another recipe; ship them again"
+        assert info["history"] and info["val_loss"] > 0
 
 
-def test_train_once_then_load_from_cache(tiny_zoo, monkeypatch):
-    model, tok = lmcore.pretrained("toy-char", device="cpu", progress=False)
+def test_pretrained_loads_the_shipped_model_in_seconds_without_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMCORE_CACHE", str(tmp_path))          # an empty cache
+    monkeypatch.setattr(zoo, "_train", lambda *a, **k: pytest.fail("pretrained() must not train"))
+    t0 = time.perf_counter()
+    model, tok = lmcore.pretrained("toy-char", device="cpu")
+    assert time.perf_counter() - t0 < 10
     assert isinstance(model, GPT) and isinstance(tok, CharTokenizer) and not model.training
-    entry = zoo.model_dir("toy-char", "cpu")
-    assert entry.name == f"toy-char-{TINY.key()}-{lmcore.__version__}" and entry.parent == tiny_zoo / "models"
-    meta = json.loads((entry / "meta.json").read_text())
-    assert meta["steps"] == 3 and meta["val_loss"] > 0
     assert set(tok.decode(tok.encode(lmcore.data.ToyLanguage().alphabet))) == set(lmcore.data.ToyLanguage().alphabet)
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached model should have been loaded, not retrained")
-
-    monkeypatch.setattr(zoo, "_train", no_training)
-    again, _ = lmcore.pretrained("toy-char", device="cpu")
-    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
-        assert torch.equal(a, b)
-    with pytest.raises(AssertionError, match="not retrained"):
-        lmcore.pretrained("toy-char", device="cpu", retrain=True)
-    assert [p.name for p in (tiny_zoo / "models").iterdir() if p.is_dir()] == [entry.name]  # no leftovers
+    assert not any(tmp_path.iterdir()), "loading a shipped model wrote to the cache"
 
 
-def test_changed_recipe_gets_a_new_cache_entry(tiny_zoo, monkeypatch):
-    before = zoo.model_dir("toy-char", "cpu")
-    changed = zoo.Recipe(**{**TINY.__dict__, "train": {**TINY.train, "max_steps": 4}})
-    monkeypatch.setitem(zoo.RECIPES, "toy-char", {"cpu": changed, "cuda": changed})
-    assert zoo.model_dir("toy-char", "cpu") != before
+def test_shipped_toy_char_reaches_its_recorded_loss():
+    """The shipped weights are the ones meta.json describes: their loss over the validation split,
+    recomputed here, equals the recorded one (to float noise across CPU kernels)."""
+    model, tok = lmcore.pretrained("toy-char", device="cpu")
+    val = zoo.validation_loss(model, torch.tensor(tok.encode(lmcore.data.toy_corpus("val"))))
+    info = zoo.model_info("toy-char")
+    assert val == pytest.approx(info["val_loss"], abs=1e-4)
+    assert val - lmcore.data.ToyLanguage().entropy_per_char < 0.05
 
 
-def test_errors(tiny_zoo, monkeypatch):
-    with pytest.raises(ValueError, match="unknown model 'gpt-5'.*toy-char"):
+def test_validation_loss_equals_a_naive_token_by_token_computation():
+    torch.manual_seed(0)
+    model = GPT(lmcore.GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8)).eval()
+    ids = torch.randint(7, (41,))
+    total = count = 0.0
+    for t in range(1, ids.numel()):         # each token with the context validation_loss gives it
+        first = t <= 8
+        start = 0 if first else ((t - 1 - 8) // 4 + 1) * 4
+        ctx = ids[start:t]
+        logp = torch.log_softmax(model(ctx[None])[0][0, -1], -1)
+        total -= logp[ids[t]].item()
+        count += 1
+    assert zoo.validation_loss(model, ids) == pytest.approx(total / count, rel=1e-5)
+    with pytest.raises(ValueError, match="longer than block_size"):
+        zoo.validation_loss(model, ids[:8])
+
+
+@pytest.mark.parametrize("victim", zoo.FILES)
+def test_a_corrupt_shipped_file_is_a_clear_error_naming_it(shipped_copy, victim, monkeypatch):
+    monkeypatch.setattr(zoo, "_train", lambda *a, **k: pytest.fail("a corrupt file must not trigger a retrain"))
+    path = shipped_copy / "toy-char" / victim
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01                                      # one flipped bit
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=f"{victim} fails its checksum.*Nothing was retrained"):
+        lmcore.pretrained("toy-char", device="cpu")
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{victim} is missing"):
+        lmcore.pretrained("toy-char", device="cpu")
+
+
+def test_a_missing_or_corrupt_manifest_is_a_clear_error(shipped_copy):
+    (shipped_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json is corrupt"):
+        zoo.verify("toy-char")
+    (shipped_copy / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        zoo.verify("toy-char")
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'gpt-5'.*\['shakespeare-char', 'toy-char'\]"):
         lmcore.pretrained("gpt-5")
     with pytest.raises(TypeError, match="name must be a str"):
         lmcore.pretrained(3)
+    with pytest.raises(TypeError, match="retrain must be a bool"):
+        lmcore.pretrained("toy-char", retrain="yes")
+
+
+def test_ship_then_retrain_reports_the_distance_to_the_shipped_model(tiny_zoo, capsys):
+    folder = zoo.ship("toy-char", progress=False)
+    assert zoo.verify("toy-char") == folder
+    with pytest.raises(FileExistsError, match="force=True"):
+        zoo.ship("toy-char", progress=False)                         # never replaced silently
+    model, tok = lmcore.pretrained("toy-char", device="cpu", retrain=True, progress=False)
+    report = capsys.readouterr().out
+    assert "retrained toy-char" in report and "within the tolerance" in report
+    shipped, _ = lmcore.pretrained("toy-char", device="cpu")
+    # the same recipe on the same machine and thread count gives the same weights, bit for bit
+    for a, b in zip(model.state_dict().values(), shipped.state_dict().values()):
+        assert torch.equal(a, b)
+    r = zoo.retrain_model("toy-char", progress=False)
+    assert r.difference == 0.0 and r.within_tolerance and r.path.parent.name == "models"
+    leftovers = [p.name for p in r.path.parent.iterdir() if p.name.startswith(".")]
+    assert not leftovers, f"temporary folders left behind: {leftovers}"
+
+
+def test_retrain_into_an_existing_folder_needs_force(tiny_zoo, tmp_path):
+    zoo.ship("toy-char", progress=False)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's work")
+    with pytest.raises(FileExistsError, match="force=True"):
+        zoo.retrain_model("toy-char", out=out, progress=False)
+    assert (out / "notes.txt").read_text() == "a user's work"
+    zoo.retrain_model("toy-char", out=out, progress=False, force=True)
+    assert (out / "model.safetensors").is_file()
+
+
+def test_retrain_without_the_corpus_says_the_shipped_model_needs_none(tmp_path, monkeypatch):
     monkeypatch.setattr(lmcore.data, "available", lambda name: False)
 
     def offline(name, url=None, timeout=30.0):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(lmcore.data, "fetch_corpus", offline)
-    with pytest.raises(ValueError, match="needs the corpus 'tinyshakespeare'"):
-        lmcore.pretrained("shakespeare-char", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="needs the corpus 'tinyshakespeare'.*needs no corpus"):
+        zoo.retrain_model("shakespeare-char", out=tmp_path / "x", progress=False)
 
 
 def test_aligned_recipe_trains_on_story_starts(tiny_zoo, monkeypatch):
     """With ``aligned`` the first half of every training batch starts at a story's newline (the
-    prompt the chapters generate from), and the fraction is part of the cache key."""
+    prompt the chapters generate from), and the fraction is part of the recipe key."""
     aligned = zoo.Recipe(**{**TINY.__dict__, "aligned": 0.5})
     assert aligned.key() != TINY.key()
-    monkeypatch.setitem(zoo.RECIPES, "toy-char", {"cpu": aligned, "cuda": aligned})
+    monkeypatch.setitem(zoo.RECIPES, "toy-char", aligned)
     seen = []
     original = lmcore.data.get_batch
 
@@ -88,7 +181,35 @@ def test_aligned_recipe_trains_on_story_starts(tiny_zoo, monkeypatch):
         return x, y
 
     monkeypatch.setattr(lmcore.data, "get_batch", spy)
-    _, tok = lmcore.pretrained("toy-char", device="cpu", progress=False)
+    zoo.ship("toy-char", progress=False)
+    _, tok = lmcore.pretrained("toy-char", device="cpu")
     newline = tok.encode("\n")[0]
     assert seen and all((x[:2, 0] == newline).all() for x in seen)      # batch_size 4: 2 aligned rows
     assert not all((x[2:, 0] == newline).all() for x in seen)           # the others start anywhere
+
+
+def test_cli_list_verify_and_ship_without_force():
+    run = lambda *a: subprocess.run([sys.executable, "-m", "lmcore.zoo", *a], capture_output=True, text=True)  # noqa: E731
+    listed = run("list")
+    assert listed.returncode == 0 and "toy-char" in listed.stdout
+    verified = run("verify")
+    assert verified.returncode == 0 and verified.stdout.count("ok ") == len(zoo.RECIPES)
+    refused = run("ship", "toy-char")
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    unknown = run("retrain", "gpt-5")
+    assert unknown.returncode == 2 and "toy-char" in unknown.stderr
+
+
+def test_the_package_data_ships_every_weight_file():
+    """pip installs (Colab, a wheel) get the weights: pyproject's package-data globs match every file
+    the manifest lists, and the manifest itself."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["lmcore.zoo"]
+    manifest = json.loads((zoo.weights_dir() / "manifest.json").read_text())
+    wanted = ["weights/manifest.json"] + [f"weights/{name}/{file}" for name in manifest for file in manifest[name]]
+    for path in wanted:
+        assert any(fnmatch.fnmatch(path, g) for g in globs), f"{path} is not in pyproject's package-data"
