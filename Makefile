@@ -72,12 +72,12 @@ test-portable: assets
 	$(FOREIGN_KERNELS) $(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 
 student: $(VENV)/.installed
-	$(BIN)/python -m lmcore.course student --out $(or $(OUT),student) $(if $(CHAPTER),--chapter $(CHAPTER))
+	$(BIN)/python tools/course.py student --out $(or $(OUT),student) $(if $(CHAPTER),--chapter $(CHAPTER))
 
 # The book with every solution removed, for publishing before a deadline: built from the
 # chapters' stored outputs (run `make book` or `make test` first so they are current).
 book-instructor: assets
-	$(BIN)/python -m lmcore.course instructor-book --out _build/instructor_src
+	$(BIN)/python tools/course.py instructor-book --out _build/instructor_src
 	$(BIN)/jupyter-book build _build/instructor_src $(JB_FLAGS)
 	@echo "The book without solutions is at $(CURDIR)/_build/instructor_src/_build/html/index.html"
 

@@ -14,6 +14,9 @@ import torch
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
+# Repository tooling (the student edition, the instructor book, grading) lives in tools/, outside
+# the package: the tests import it from there (`import course`).
+sys.path.insert(0, str(ROOT / "tools"))
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ def test_instructor_build_hides_every_solution(built_book, tmp_path):
     from pathlib import Path
 
     src = tmp_path / "instructor_src"
-    subprocess.run([sys.executable, "-m", "lmcore.course", "instructor-book", "--out", str(src)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "course.py"), "instructor-book", "--out", str(src)], cwd=ROOT, check=True)
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run([str(jb), "build", str(src), "-W", "-n", "--keep-going"], cwd=src, capture_output=True,
                           text=True, env=os.environ.copy())

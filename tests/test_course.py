@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from lmcore.course import make_student_notebook, write_student_edition
+from course import make_student_notebook, write_student_edition
 
 from _book import ROOT, chapter_notebooks
 

@@ -9,7 +9,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from lmcore.course import make_student_notebook
+from course import make_student_notebook
 
 from _book import ROOT, chapter_notebooks
 

@@ -1,9 +1,9 @@
 """Course tools for instructors: the student edition and grading by the exercise checks.
 
-    python -m lmcore.course student --out student/            # every chapter
-    python -m lmcore.course student --out student/ --chapter 05
-    python -m lmcore.course grade student/05_transformer.ipynb  # which checks pass
-    python -m lmcore.course instructor-book --out _build/instructor_src   # book without solutions
+    python tools/course.py student --out student/            # every chapter
+    python tools/course.py student --out student/ --chapter 05
+    python tools/course.py grade student/05_transformer.ipynb  # which checks pass
+    python tools/course.py instructor-book --out _build/instructor_src   # book without solutions
 
 The student edition of a chapter is the chapter with every code cell tagged ``solution`` replaced by
 a stub that raises ``NotImplementedError("Exercise <label>: ...")``, every solution directive
@@ -189,7 +189,7 @@ def grade_notebook(path: Path, timeout: int = 600) -> dict[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lmcore.course", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python tools/course.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("student", help="write the student edition of the chapters")
