@@ -64,7 +64,7 @@ def check_apply_merges(apply_merges: Callable[[bytes, list[tuple[int, int]]], li
     return run_check("apply_merges", body, quiet)
 
 
-# --- exercise 3: the notes' trainer -------------------------------------------------------------------
+# --- exercise 3: the straightforward trainer ----------------------------------------------------------
 
 def check_train_bpe(train_bpe: Callable[[str, int], list[tuple[int, int]]], quiet: bool = False) -> bool:
     """Check ``train_bpe(text, num_merges)`` → merges ``[(a, b), …]`` (ids; merge r makes 256 + r)."""
