@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -519,7 +520,7 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
 
     With ``cache`` each config's results are stored atomically as JSON in
     ``lmcore.data.cache_dir() / "scaling" / "<key>.json"``, the key hashing every setting, the
-    corpus text, the device type and the lmcore version; a later call with the same settings reads
+    corpus text, the device type, the CPU's kernel choice and the lmcore version; a later call with the same settings reads
     them back instead of training. ``num_threads``: CPU threads while training (None: unchanged).
     """
     configs = list(configs)
@@ -556,7 +557,10 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
         steps = [b // per_step for b in budgets]
         settings = {"model": config.to_dict(), "steps": steps, "schedule": schedule, "batch_size": batch_size,
                     "lr": lr, "warmup_steps": warmup_steps, "eval_windows": eval_windows, "seed": seed,
-                    "corpus": data.digest, "device": device.type, "lmcore_version": __version__}
+                    "corpus": data.digest, "device": device.type, "lmcore_version": __version__,
+                    # another CPU's kernels train to other last bits: never serve their results here
+                    "cpu_kernels": f"{torch.backends.cpu.get_cpu_capability()}/{os.environ.get('ONEDNN_MAX_CPU_ISA', '')}"
+                    if device.type == "cpu" else None}
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_dir() / "scaling" / f"{key}.json"
         found = _load_cached(path, settings) if cache else None

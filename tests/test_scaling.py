@@ -217,6 +217,14 @@ def test_sweep_measures_caches_and_reads_back(cache, monkeypatch):
     assert run_sweep([_tiny()], [640, 1280], **SWEEP) == points
     with pytest.raises(AssertionError, match="cached"):     # other settings, another key
         run_sweep([_tiny()], [640, 1280], **{**SWEEP, "lr": 5e-3})
+    # another CPU's kernels give other last bits, so their results are never served here
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    with pytest.raises(AssertionError, match="cached"):
+        run_sweep([_tiny()], [640, 1280], **SWEEP)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    with pytest.raises(AssertionError, match="cached"):
+        run_sweep([_tiny()], [640, 1280], **SWEEP)
 
 
 def test_damaged_cache_is_reported_and_rewritten(cache):
