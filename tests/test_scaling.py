@@ -3,6 +3,7 @@ fitters on synthetic data with known exponents, and the cached sweep."""
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import numpy as np
@@ -218,11 +219,16 @@ def test_sweep_measures_caches_and_reads_back(cache, monkeypatch):
     with pytest.raises(AssertionError, match="cached"):     # other settings, another key
         run_sweep([_tiny()], [640, 1280], **{**SWEEP, "lr": 5e-3})
     # another CPU's kernels give other last bits, so their results are never served here
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2" if isa == "SSE41" else "SSE41")
     with pytest.raises(AssertionError, match="cached"):
         run_sweep([_tiny()], [640, 1280], **SWEEP)
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    capability = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability + "-other")
+    if isa is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
     with pytest.raises(AssertionError, match="cached"):
         run_sweep([_tiny()], [640, 1280], **SWEEP)
 
