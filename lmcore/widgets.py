@@ -94,7 +94,8 @@ def _newline_id(tokenizer: "Tokenizer") -> int | None:
 
 def _entropy(p: torch.Tensor) -> float:
     p = p.double()
-    return float(-(p[p > 0] * p[p > 0].log()).sum())
+    # a one-hot distribution sums to -0.0, which prints as "-0.000"; an entropy is never below 0
+    return max(0.0, float(-(p[p > 0] * p[p > 0].log()).sum()))
 
 
 @torch.inference_mode()

@@ -53,6 +53,8 @@ def test_explore_matches_filter_probs(model_tok, setting):
     p = ex.filtered.double()
     assert ex.entropy_filtered == pytest.approx(-sum(float(x) * math.log(float(x)) for x in p if x > 0), abs=1e-9)
     assert ex.entropy <= math.log(len(ALPHABET)) + 1e-9
+    if T == 0:       # one-hot: exactly +0.0, never the -0.0 that prints as "-0.000"
+        assert math.copysign(1.0, ex.entropy) == 1.0 and f"{ex.entropy:.3f}" == "0.000"
     # the continuation is what generate() samples with the same seed and settings, cut after a newline
     g = torch.Generator().manual_seed(3)
     out = model.generate(torch.tensor(tok.encode("the cat")), 20, generator=g, stop_tokens=tok.encode("\n")[0],
