@@ -63,10 +63,11 @@ test: assets
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
 
-# Another machine on this one: PyTorch's plain (non-vectorised) kernels and oneDNN limited to SSE4.1
-# give other last bits than AVX2 / AVX-512, as a student's laptop or a CI runner would. Every checked
-# output and every claim cell must hold under them too (see contributing.md).
-FOREIGN_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
+# Another machine on this one: PyTorch's plain (non-vectorised) kernels, oneDNN limited to SSE4.1 and
+# numpy without its AVX2 / AVX-512 code paths give other last bits, as a student's laptop or a CI
+# runner would. Every checked output and every claim cell must hold under them too (contributing.md).
+FOREIGN_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 \
+                   NPY_DISABLE_CPU_FEATURES=X86_V3,X86_V4,AVX512_ICL,AVX512_SPR
 test-portable: assets
 	$(FOREIGN_KERNELS) $(BIN)/python -c "import torch; print('CPU kernels:', torch.backends.cpu.get_cpu_capability())"
 	$(FOREIGN_KERNELS) $(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
