@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -280,6 +280,26 @@ def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress:
         json.dump(meta, f, indent=1)
 
 
+def _train_into(final: Path, name: str, recipe: Recipe, device: torch.device, progress: bool,
+                before_swap: Callable[[Path], None] | None = None) -> None:
+    """Train ``recipe`` in a temporary folder next to ``final``, then rename it onto ``final``: a
+    reader sees the old model or the complete new one, never a half-written folder."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        _train(name, recipe, device, tmp, progress)
+        if before_swap is not None:
+            before_swap(tmp)
+        if final.exists():   # move the old folder aside first, so a failure never leaves neither
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+            os.replace(final, old / "entry")
+            shutil.rmtree(old)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 @dataclass(frozen=True)
 class RetrainReport:
     """How a model retrained on this machine compares with the shipped one."""
@@ -320,18 +340,7 @@ def retrain_model(name: str, device: str | torch.device | None = None, progress:
     final = Path(out) if out is not None else data.cache_dir() / "models" / f"{name}-{recipe.key()}"
     if out is not None and final.exists() and not force:
         raise FileExistsError(f"{final} exists; pass force=True (--force) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        _train(name, recipe, device, tmp, progress)
-        if final.exists():   # move the old folder aside first, so a failure never leaves neither
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-            os.replace(final, old / "entry")
-            shutil.rmtree(old)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    _train_into(final, name, recipe, device, progress)
     meta = json.loads((final / "meta.json").read_text(encoding="utf-8"))
     return RetrainReport(name, final, meta["val_loss"], shipped["val_loss"], recipe.val_tolerance,
                          meta["train_seconds"])
@@ -367,22 +376,18 @@ def ship(name: str, root: Path | None = None, device: str | torch.device = "cpu"
     folder = root / name
     if folder.exists() and not force:
         raise FileExistsError(f"{folder} holds the shipped {name!r}; pass force=True (--force) to replace it")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
-        _train(name, recipe, get_device(device), tmp, progress)
-        manifest = _manifest(root) if (root / "manifest.json").is_file() else {}
+    manifest: dict[str, dict[str, str]] = {}
+
+    def publish(tmp: Path) -> None:
+        # read the manifest only now, after training: another model shipped meanwhile stays listed
+        manifest.update(_manifest(root) if (root / "manifest.json").is_file() else {})
         manifest[name] = {file: sha256_file(tmp / file) for file in FILES}
         tmp.chmod(0o755)                     # mkdtemp makes private folders; these files are public
         for file in FILES:
             (tmp / file).chmod(0o644)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-        with atomic_write(root / "manifest.json", "w") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True)
-            f.write("\n")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    _train_into(folder, name, recipe, get_device(device), progress, before_swap=publish)
+    with atomic_write(root / "manifest.json", "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
     return folder
