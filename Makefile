@@ -18,11 +18,12 @@ export LMCORE_LOCAL_DATA ?= $(SHARED_DATA)
 endif
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test test-portable lab assets student book-instructor bench clean help
+.PHONY: book test lint test-portable lab assets student book-instructor bench clean help
 
 help:
 	@echo "make book   - build the HTML book (executes every chapter) into _build/html"
 	@echo "make test   - unit tests, every notebook under nbval, the book build, the browser check"
+	@echo "make lint   - ruff and mypy (the first step of make test)"
 	@echo "make test-portable - the notebooks under nbval again, with another CPU's floating-point kernels"
 	@echo "make lab    - open the chapters in JupyterLab"
 	@echo "make student OUT=DIR - write the student edition (solutions replaced by stubs)"
@@ -58,10 +59,15 @@ book: assets
 # Chapters run single-threaded (lmcore.setup), two at a time: one per core. A notebook's cells
 # stay together in one worker (--dist loadfile), in order, in one fresh kernel.
 PYTEST_WORKERS ?= 2
-test: assets
+test: assets lint
 	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider -n $(PYTEST_WORKERS)
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
+
+# ruff (lint, configured in pyproject.toml) and mypy (types, lenient for now) on the code; seconds.
+lint: $(VENV)/.installed
+	$(BIN)/python -m ruff check lmcore tests benchmarks tools
+	$(BIN)/python -m mypy
 
 # Another machine on this one: PyTorch's plain (non-vectorised) kernels, oneDNN limited to SSE4.1 and
 # numpy without its AVX2 / AVX-512 code paths give other last bits, as a student's laptop or a CI

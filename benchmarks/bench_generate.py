@@ -24,13 +24,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import benchmark_parser, machine_info, report  # noqa: E402
 
-from lmcore import GPT, get_device  # noqa: E402
+from lmcore import generate, get_device  # noqa: E402
+from lmcore.models import from_hf_gpt2  # noqa: E402
 
 
 def main() -> None:
     parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=1000, help="tokens to generate (default 1000)")
-    parser.add_argument("--block-size", type=int, default=1024)
+    parser.add_argument("--context-length", type=int, default=1024)
     parser.add_argument("--n-layer", type=int, default=6)
     parser.add_argument("--n-head", type=int, default=6)
     parser.add_argument("--n-embd", type=int, default=384)
@@ -38,8 +39,8 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
-    if args.prompt_len + args.new_tokens > args.block_size:
-        parser.error("--prompt-len + --new-tokens must fit in --block-size (this benchmark measures no window restarts)")
+    if args.prompt_len + args.new_tokens > args.context_length:
+        parser.error("--prompt-len + --new-tokens must fit in --context-length (this benchmark measures no window restarts)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
@@ -47,24 +48,24 @@ def main() -> None:
     import transformers
     torch.manual_seed(0)
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        vocab_size=args.vocab_size, n_positions=args.block_size, n_layer=args.n_layer,
+        vocab_size=args.vocab_size, n_positions=args.context_length, n_layer=args.n_layer,
         n_head=args.n_head, n_embd=args.n_embd)).eval()
     hf.generation_config.eos_token_id = None           # never stop early: always generate every token
     hf.generation_config.pad_token_id = 0
-    ours = GPT.from_hf_gpt2(hf).to(device)
+    ours = from_hf_gpt2(hf).to(device)
     hf = hf.to(device)
     prompt = torch.randint(0, args.vocab_size, (1, args.prompt_len), device=device)
     mask = torch.ones_like(prompt)
 
     runs = {
-        "lmcore cached": lambda: ours.generate(prompt, args.new_tokens, temperature=0, use_cache=True),
-        "lmcore uncached": lambda: ours.generate(prompt, args.new_tokens, temperature=0, use_cache=False),
+        "lmcore cached": lambda: generate(ours, prompt, args.new_tokens, temperature=0, use_cache=True),
+        "lmcore uncached": lambda: generate(ours, prompt, args.new_tokens, temperature=0, use_cache=False),
         "transformers cached": lambda: hf.generate(prompt, attention_mask=mask, do_sample=False, use_cache=True,
                                                    max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens),
         "transformers uncached": lambda: hf.generate(prompt, attention_mask=mask, do_sample=False, use_cache=False,
                                                      max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens),
     }
-    ours.generate(prompt, 8, temperature=0)             # warm-up (allocator, kernels) for both libraries
+    generate(ours, prompt, 8, temperature=0)             # warm-up (allocator, kernels) for both libraries
     hf.generate(prompt, attention_mask=mask, do_sample=False, max_new_tokens=8)
     seconds, outputs = {}, {}
     for name, fn in runs.items():
@@ -82,7 +83,7 @@ def main() -> None:
              "same tokens": bool(torch.equal(outputs[name], reference))}
             for name, s in seconds.items()]
     meta = machine_info() | {"device": str(device), "model": f"{args.n_layer}L/{args.n_head}H/{args.n_embd}d, "
-                             f"vocab {args.vocab_size}, block {args.block_size}",
+                             f"vocab {args.vocab_size}, block {args.context_length}",
                              "new_tokens": args.new_tokens, "transformers": transformers.__version__}
     report(rows, args, title="greedy generation: lmcore vs transformers, with and without KV cache", meta=meta)
 

@@ -16,7 +16,7 @@ from _common import benchmark_parser, machine_info, report
 
 from lmcore import CharTokenizer
 from lmcore.data import toy_corpus
-from lmcore.ngram import NGramLM
+from lmcore.models.ngram import NGramLM
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ gap to the entropy floor.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import subprocess
@@ -30,14 +29,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from _common import benchmark_parser, machine_info, report
 
 import lmcore
-from _common import benchmark_parser, machine_info, report
 from lmcore import data
-from lmcore.model import GPT, GPTConfig
+from lmcore.decoding import generate
+from lmcore.models import GPT, GPTConfig
 from lmcore.tokenizers import CharTokenizer
-from lmcore.trainer import TrainConfig, Trainer
+from lmcore.training import TrainConfig, Trainer
 
 NANOGPT_VAL_LOSS = 1.88
 
@@ -55,9 +54,9 @@ def shakespeare(device: str, seed: int = 1337) -> dict:
     ids = torch.tensor(tok.encode(text), dtype=torch.long)
     n = int(0.9 * len(ids))                      # nanoGPT's split: first 90% train, last 10% val
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=c["block_size"], n_layer=c["n_layer"],
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=c["block_size"], n_layer=c["n_layer"],
                           n_head=c["n_head"], n_embd=c["n_embd"], dropout=c["dropout"], bias=c["bias"]))
-    cfg = TrainConfig(max_steps=c["max_iters"], batch_size=c["batch_size"], block_size=c["block_size"],
+    cfg = TrainConfig(max_steps=c["max_iters"], batch_size=c["batch_size"], seq_len=c["block_size"],
                       lr=c["learning_rate"], min_lr=c["min_lr"], warmup_steps=c["warmup_iters"],
                       lr_decay_steps=c["lr_decay_iters"], weight_decay=c["weight_decay"], beta1=0.9,
                       beta2=c["beta2"], grad_clip=c["grad_clip"], eval_interval=c["max_iters"],
@@ -124,7 +123,7 @@ def toy(device: str, retrain: bool, n_stories: int = 1000) -> dict:
     lang = data.ToyLanguage()
     ce = lmcore.zoo.validation_loss(model, torch.tensor(tok.encode(data.toy_corpus("val"))))
     prompts = torch.tensor([tok.encode("\n")] * n_stories, device=next(model.parameters()).device)
-    samples = model.generate(prompts, 300, generator=torch.Generator(prompts.device).manual_seed(0))
+    samples = generate(model, prompts, 300, generator=torch.Generator(prompts.device).manual_seed(0))
     stories = [tok.decode(row[1:].tolist()).split("\n")[0] + "\n" for row in samples]
     agree_err, agree_n = lang.agreement_errors(stories)
     pron_err, pron_n = lang.pronoun_errors(stories)

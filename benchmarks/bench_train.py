@@ -16,10 +16,10 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _common import benchmark_parser, machine_info, report
-from lmcore.model import GPT, GPTConfig
-from lmcore.trainer import TrainConfig, Trainer
+
+from lmcore.models import GPT, GPTConfig
+from lmcore.training import TrainConfig, Trainer
 
 CASES = {  # name: (n_layer, n_head, n_embd, block_size, batch_size)
     "small": (4, 4, 128, 64, 12),
@@ -49,10 +49,10 @@ class HFAdapter(nn.Module):
 def make_trainers(case: str, device: str, compile: bool) -> dict[str, Trainer]:
     n_layer, n_head, n_embd, block, batch = CASES[case]
     data = torch.randint(VOCAB, (200_000,), generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(max_steps=10_000, batch_size=batch, block_size=block, warmup_steps=10, device=device,
+    cfg = TrainConfig(max_steps=10_000, batch_size=batch, seq_len=block, warmup_steps=10, device=device,
                       compile=compile, progress=False)
     torch.manual_seed(0)
-    ours = GPT(GPTConfig(vocab_size=VOCAB, block_size=block, n_layer=n_layer, n_head=n_head, n_embd=n_embd))
+    ours = GPT(GPTConfig(vocab_size=VOCAB, context_length=block, n_layer=n_layer, n_head=n_head, n_embd=n_embd))
     torch.manual_seed(0)
     theirs = HFAdapter(n_layer, n_head, n_embd, block)
     return {"lmcore": Trainer(ours, cfg, data), "transformers": Trainer(theirs, cfg, data)}

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "setup", "cpu_threads", "single_thread"]
+from ._checks import check_int
+from ._version import __version__
+
+__all__ = ["get_device", "seed_everything", "setup", "cpu_threads", "torch_threads"]
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -44,8 +47,7 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and PyTorch (all devices)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -60,16 +62,20 @@ def cpu_threads(threads: int | None = None) -> int:
     """
     if threads is None:
         threads = int(os.environ.get("LMCORE_THREADS", "1"))
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ValueError(f"threads must be an int >= 0 (0 = torch's default), got {threads!r}")
+    check_int("threads", threads, low=0)       # 0 = torch's default
     return threads
 
 
 @contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the body with one torch CPU thread (bit-for-bit reproducible training), then restore."""
+def torch_threads(n: int | None = 1) -> Iterator[None]:
+    """Run the body with ``n`` torch CPU threads (None: leave the count alone), then restore it.
+
+    One thread (the default) makes CPU training reproducible bit for bit.
+    """
+    check_int("n", n, low=1, optional=True)
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n is not None:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -85,5 +91,5 @@ def setup(seed: int = 0, device: str | None = None, threads: int | None = None, 
     if n:
         torch.set_num_threads(n)
     if not quiet:
-        print(f"lmcore {__import__('lmcore').__version__} | torch {torch.__version__} | device: {dev.type} | seed: {seed}")
+        print(f"lmcore {__version__} | torch {torch.__version__} | device: {dev.type} | seed: {seed}")
     return dev

@@ -1,12 +1,12 @@
-"""Interactive explorers for sampling: a live ipywidgets panel and a static plotly fallback.
+"""Interactive explorers for sampling (chapter 8): a live ipywidgets panel and a static plotly fallback.
 
 The logic lives in pure functions so it can be tested without a browser or a kernel:
 
-- :func:`sampler_settings` turns slider positions into ``lmcore.sampling`` arguments
+- :func:`sampler_settings` turns slider positions into ``lmcore.decoding.sampling`` arguments
   (``top_k = 0``, ``top_p = 1`` and ``min_p = 0`` mean "filter off");
 - :func:`explore` computes, for one prompt and one setting, the model's next-token distribution,
   the distribution after temperature, the distribution actually sampled from (after top-k, top-p
-  and min-p; equal to ``lmcore.sampling.filter_probs``), the kept set, the entropies and a sampled
+  and min-p; equal to ``lmcore.decoding.filter_probs``), the kept set, the entropies and a sampled
   continuation;
 - :func:`bars_html` renders one :class:`Exploration` as an HTML bar chart.
 
@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .sampling import apply_temperature, filter_probs
+from .decoding import apply_temperature, filter_probs, generate
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from .model import GPT
+    from .models import GPT
     from .tokenizers import Tokenizer
 
 __all__ = ["Exploration", "sampler_settings", "token_label", "explore", "bars_html", "SamplingExplorer",
@@ -69,7 +70,7 @@ class Exploration:
 
 
 def sampler_settings(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0) -> dict:
-    """Slider positions -> keyword arguments of ``lmcore.sampling.filter_probs``.
+    """Slider positions -> keyword arguments of ``lmcore.decoding.filter_probs``.
 
     ``top_k = 0``, ``top_p = 1`` and ``min_p = 0`` switch that filter off (``None``).
     """
@@ -83,7 +84,7 @@ def token_label(text: str) -> str:
     return "".join(_LABELS.get(c, c) for c in text) or "∅"
 
 
-def _newline_id(tokenizer: "Tokenizer") -> int | None:
+def _newline_id(tokenizer: Tokenizer) -> int | None:
     """The id of a newline when it is one token of ``tokenizer`` (a story ends there), else None."""
     try:
         ids = tokenizer.encode("\n")
@@ -99,14 +100,14 @@ def _entropy(p: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def explore(model: "GPT", tokenizer: "Tokenizer", prompt: str, temperature: float = 1.0, top_k: int | None = None,
+def explore(model: GPT, tokenizer: Tokenizer, prompt: str, temperature: float = 1.0, top_k: int | None = None,
             top_p: float | None = None, min_p: float | None = None, seed: int = 0,
             max_new_tokens: int = 60) -> Exploration:
     """Next-token distributions of ``model`` after ``prompt`` for one sampler setting.
 
     ``top_k``, ``top_p``, ``min_p`` accept ``None`` or the slider conventions of
     :func:`sampler_settings` (0, 1, 0 = off). The continuation is ``max_new_tokens`` tokens drawn
-    with ``lmcore.generation.generate`` from a generator seeded with ``seed``; it stops after a
+    with ``lmcore.generate`` from a generator seeded with ``seed``; it stops after a
     newline when the tokenizer has one. Raises ``ValueError`` for an empty prompt or one with
     characters the tokenizer does not know.
     """
@@ -114,7 +115,7 @@ def explore(model: "GPT", tokenizer: "Tokenizer", prompt: str, temperature: floa
         raise ValueError("prompt must be a non-empty string")
     settings = sampler_settings(temperature, top_k or 0, 1.0 if top_p is None else top_p, min_p or 0.0)
     ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long, device=model.lm_head.weight.device)
-    ids = ids[-model.config.block_size:]
+    ids = ids[-model.config.context_length:]
     was_training = model.training
     model.eval()
     try:
@@ -124,7 +125,7 @@ def explore(model: "GPT", tokenizer: "Tokenizer", prompt: str, temperature: floa
     filtered = filter_probs(logits, **settings)
     tempered = apply_temperature(logits, settings["temperature"])
     g = torch.Generator(device=ids.device).manual_seed(int(seed))
-    out = model.generate(ids, max_new_tokens, stop_tokens=_newline_id(tokenizer), generator=g, **settings)
+    out = generate(model, ids, max_new_tokens, stop_tokens=_newline_id(tokenizer), generator=g, **settings)
     vocab = [token_label(tokenizer.decode([i])) for i in range(model.config.vocab_size)]
     return Exploration(labels=vocab, probs=torch.softmax(logits, -1).cpu(), tempered=tempered.cpu(),
                        filtered=filtered.cpu(), kept=(filtered > 0).cpu(), entropy=_entropy(tempered),
@@ -169,7 +170,7 @@ class SamplingExplorer:
     with characters the model does not know shows the error instead of raising.
     """
 
-    def __init__(self, model: "GPT", tokenizer: "Tokenizer", prompt: str = "\n", max_new_tokens: int = 60,
+    def __init__(self, model: GPT, tokenizer: Tokenizer, prompt: str = "\n", max_new_tokens: int = 60,
                  top_n: int | None = 15):
         import ipywidgets as w
 
@@ -218,15 +219,15 @@ class SamplingExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-_DEFAULT_VALUES = {"temperature": [0.1, 0.3, 0.5, 0.7, 1.0, 1.3, 1.6, 2.0, 3.0, 5.0],
+_DEFAULT_VALUES: dict[str, list[float]] = {"temperature": [0.1, 0.3, 0.5, 0.7, 1.0, 1.3, 1.6, 2.0, 3.0, 5.0],
                    "top_k": [1, 2, 3, 5, 8, 12, 20], "top_p": [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
                    "min_p": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8]}
 
 
-def static_explorer(model: "GPT", tokenizer: "Tokenizer", prompt: str, vary: str = "temperature",
+def static_explorer(model: GPT, tokenizer: Tokenizer, prompt: str, vary: str = "temperature",
                     values: Sequence[float] | None = None, temperature: float = 1.0, top_k: int | None = None,
                     top_p: float | None = None, min_p: float | None = None, seed: int = 0,
-                    max_new_tokens: int = 60) -> "go.Figure":
+                    max_new_tokens: int = 60) -> go.Figure:
     """A plotly figure with one slider over ``vary`` (one of temperature, top_k, top_p, min_p).
 
     Each slider step is a precomputed :func:`explore` with ``vary`` set to one of ``values`` and the
@@ -237,7 +238,7 @@ def static_explorer(model: "GPT", tokenizer: "Tokenizer", prompt: str, vary: str
     """
     import plotly.graph_objects as go
 
-    fixed = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p}
+    fixed: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p}
     if vary not in fixed:
         raise ValueError(f"vary must be one of {sorted(fixed)}, got {vary!r}")
     values = list(_DEFAULT_VALUES[vary] if values is None else values)
@@ -279,7 +280,7 @@ def static_explorer(model: "GPT", tokenizer: "Tokenizer", prompt: str, vary: str
     return fig
 
 
-def show_figure(fig: "go.Figure", plotlyjs: str = BOOK_PLOTLYJS) -> None:
+def show_figure(fig: go.Figure, plotlyjs: str = BOOK_PLOTLYJS) -> None:
     """Display ``fig`` as HTML that loads plotly.js from ``plotlyjs`` (default: the book's offline
     copy), together with plotly's JSON mimetype, which JupyterLab renders natively."""
     from IPython.display import display

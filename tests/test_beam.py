@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmcore import GPT, GPTConfig
-from lmcore.beam import beam_search, sequence_logprob
+from lmcore.decoding import beam_search, generate, sequence_logprob
 
 V, L = 4, 4          # vocabulary size and number of new tokens: 4**4 = 256 continuations
 PROMPT = torch.tensor([1, 2])
@@ -14,7 +14,7 @@ PROMPT = torch.tensor([1, 2])
 
 def tiny_model(seed: int, scale: float = 20.0) -> GPT:
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=False)).eval()
+    model = GPT(GPTConfig(vocab_size=V, context_length=8, n_layer=2, n_head=2, n_embd=16, tie_weights=False)).eval()
     with torch.no_grad():      # larger weights than the init so the distributions are far from uniform
         for p in model.parameters():
             if p.dim() == 2:
@@ -65,7 +65,7 @@ def test_width_one_is_greedy_and_wider_beams_never_do_worse():
     found_better = False
     for seed in range(4):
         model = tiny_model(seed, scale=4.0)    # flatter distributions: greedy misses the best on seed 3
-        greedy = model.generate(PROMPT, L, temperature=0)
+        greedy = generate(model, PROMPT, L, temperature=0)
         lps = [beam_search(model, PROMPT, L, beam_width=w)[0] for w in (1, 2, 4)]
         assert torch.equal(lps[0].tokens, greedy)
         assert lps[0].logprob == pytest.approx(float(sequence_logprob(model, PROMPT, greedy[len(PROMPT):])), abs=1e-4)
@@ -97,7 +97,7 @@ def test_bad_arguments_are_named():
             beam_search(model, PROMPT, 3, **kwargs)
     with pytest.raises(ValueError, match="max_new_tokens"):
         beam_search(model, PROMPT, 0)
-    with pytest.raises(ValueError, match="block_size"):
+    with pytest.raises(ValueError, match="context_length"):
         beam_search(model, PROMPT, 8)
     with pytest.raises(ValueError, match="one prompt"):
         beam_search(model, torch.zeros(2, 3, dtype=torch.long), 2)

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from _book import ROOT, chapter_notebooks, repository_url, toc_files
 
 SETUP_CELL = """# Setup: on Colab, install lmcore from the book's repository; everywhere, pick the device and seed.
@@ -120,7 +119,6 @@ def _solution_texts(nb_path):
 @pytest.mark.book
 def test_instructor_build_hides_every_solution(built_book, tmp_path):
     import html as html_lib
-
     import os
     import subprocess
     import sys

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from _book import toc_files
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -5,9 +5,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmcore import BPETokenizer, CharTokenizer, GPT, GPTConfig, data
-from lmcore.chat import (ChatTemplate, TOY_TASKS, exact_match, generate_replies, sft_batch_fn, sft_example,
-                         toy_instructions)
+from lmcore import GPT, BPETokenizer, CharTokenizer, GPTConfig, data
+from lmcore.alignment.chat import ChatTemplate
+from lmcore.alignment.sft import exact_match, generate_replies, sft_batch_fn, sft_example
+from lmcore.data import TOY_TASKS, toy_instructions
 
 TOK = CharTokenizer().train(data.ToyLanguage().alphabet)
 CHAT = ChatTemplate(TOK)
@@ -106,7 +107,7 @@ def test_special_token_markers_with_bpe():
 
 def tiny_gpt(seed=0):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=16)).eval()
+    return GPT(GPTConfig(vocab_size=TOK.vocab_size, context_length=128, n_layer=1, n_head=2, n_embd=16)).eval()
 
 
 def test_sft_loss_counts_only_assistant_tokens():
@@ -141,7 +142,7 @@ def test_sft_example_needs_an_assistant_turn():
 def test_sft_batches_are_padded_with_ignored_targets():
     convs = toy_instructions(12, seed=3)
     encs = [CHAT.encode(c) for c in convs]
-    fn = sft_batch_fn(encs, encs[:4], batch_size=5, block_size=128, pad_id=TOK.encode("\n")[0])
+    fn = sft_batch_fn(encs, encs[:4], batch_size=5, seq_len=128, pad_id=TOK.encode("\n")[0])
     x, y = fn("train", torch.Generator().manual_seed(0))
     assert x.shape == y.shape and x.shape[0] == 5
     examples = {tuple(sft_example(e)[0].tolist()): sft_example(e)[1] for e in encs}
@@ -149,10 +150,10 @@ def test_sft_batches_are_padded_with_ignored_targets():
         row = next(k for k in examples if list(k) == xb[:len(k)].tolist())   # each row is one conversation
         assert torch.equal(yb[:len(row)], examples[row]) and (yb[len(row):] == -100).all()
     assert fn("val", torch.Generator().manual_seed(0))[0].shape[0] == 5
-    with pytest.raises(ValueError, match="block_size"):
-        sft_batch_fn(encs, None, 2, block_size=20, pad_id=0)
+    with pytest.raises(ValueError, match="seq_len"):
+        sft_batch_fn(encs, None, 2, seq_len=20, pad_id=0)
     with pytest.raises(ValueError, match="'val'"):
-        sft_batch_fn(encs, None, 2, block_size=128, pad_id=0)("val", torch.Generator())
+        sft_batch_fn(encs, None, 2, seq_len=128, pad_id=0)("val", torch.Generator())
 
 
 def test_toy_instructions_answers_follow_the_grammar():

@@ -1,12 +1,14 @@
 """Checkpoints: exact resume, integrity checks, config mismatches, safe loading."""
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
-from lmcore.checkpoint import load_checkpoint, save_checkpoint
-from lmcore.model import GPT, GPTConfig
-from lmcore.trainer import TrainConfig, Trainer
+from lmcore.models import GPT, GPTConfig
+from lmcore.training import TrainConfig, Trainer
+from lmcore.training.checkpoint import load_checkpoint, save_checkpoint
 
 VOCAB = 13
 
@@ -18,7 +20,7 @@ def _data(seed: int) -> torch.Tensor:
 def _trainer(out_dir, model_seed=0, n_embd=16, **kw) -> Trainer:
     torch.manual_seed(model_seed)
     # dropout > 0 so that the global torch RNG matters too, not only the batch generator
-    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=1, n_head=2, n_embd=n_embd, dropout=0.1))
+    model = GPT(GPTConfig(vocab_size=VOCAB, context_length=16, n_layer=1, n_head=2, n_embd=n_embd, dropout=0.1))
     cfg = dict(max_steps=10, batch_size=4, warmup_steps=3, eval_interval=4, eval_iters=2, progress=False,
                device="cpu", out_dir=str(out_dir))
     return Trainer(model, TrainConfig(**{**cfg, **kw}), _data(0), _data(1))
@@ -95,7 +97,7 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
 def test_failed_save_leaves_previous_checkpoint_intact(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint({"value": torch.ones(3)}, path)
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):   # which one depends on where the lambda lives
         save_checkpoint({"value": lambda: None}, path)      # cannot be pickled
     assert torch.equal(load_checkpoint(path)["value"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -5,12 +5,10 @@ import json
 
 import nbformat
 import pytest
+from _book import ROOT, chapter_notebooks
+from course import make_student_notebook, write_student_edition
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from course import make_student_notebook, write_student_edition
-
-from _book import ROOT, chapter_notebooks
 
 
 def _nb(cells):

@@ -17,9 +17,17 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from lmcore.data import (CorpusInfo, ToyLanguage, available, fetch_corpus, get_batch, load_text, toy_corpus,
-                         train_val_split)
-from lmcore.data import corpora
+from lmcore.data import (
+    CorpusInfo,
+    ToyLanguage,
+    available,
+    corpora,
+    fetch_corpus,
+    get_batch,
+    load_text,
+    toy_corpus,
+    train_val_split,
+)
 from lmcore.data import toy as toy_module
 
 SHARED_DATA = Path(__file__).parents[2] / "shared/data"
@@ -228,7 +236,7 @@ def test_alphabet_covers_the_corpus(toy):
 @pytest.fixture
 def tiny_corpus(tmp_path, monkeypatch):
     """A registered corpus 'tiny' whose source is a temp file; the cache lives in tmp_path."""
-    data = "To be, or not to be, that is the question.\n".encode()
+    data = b"To be, or not to be, that is the question.\n"
     source = tmp_path / "source" / "tiny.txt"
     source.parent.mkdir()
     source.write_bytes(data)
@@ -327,7 +335,7 @@ def test_real_tinyshakespeare_from_local_data(tmp_path, monkeypatch):
 def test_get_batch_windows_and_shift():
     data = torch.arange(100, 200)
     g = torch.Generator().manual_seed(0)
-    x, y = get_batch(data, batch_size=64, block_size=8, generator=g)
+    x, y = get_batch(data, batch_size=64, seq_len=8, generator=g)
     assert x.shape == y.shape == (64, 8) and x.dtype == y.dtype == torch.long
     assert torch.equal(y[:, :-1], x[:, 1:])  # y is x shifted by one
     starts = x[:, 0] - 100
@@ -342,11 +350,11 @@ def test_get_batch_reaches_both_ends_of_the_stream():
     seen = set()
     g = torch.Generator().manual_seed(1)
     for _ in range(20):
-        x, y = get_batch(data, 4, block_size=8, generator=g)
+        x, y = get_batch(data, 4, seq_len=8, generator=g)
         seen |= set(x[:, 0].tolist())
         assert y.max() <= 9
     assert seen == {0, 1}  # the only two windows of 9 tokens in 10
-    x, y = get_batch(torch.arange(9), 3, 8)  # exactly block_size + 1 tokens: one window
+    x, y = get_batch(torch.arange(9), 3, 8)  # exactly seq_len + 1 tokens: one window
     assert torch.equal(x, torch.arange(8).expand(3, 8)) and torch.equal(y, torch.arange(1, 9).expand(3, 8))
 
 
@@ -354,7 +362,7 @@ def test_get_batch_errors():
     data = torch.arange(20)
     with pytest.raises(ValueError, match="1-D"):
         get_batch(data.view(4, 5), 2, 3)
-    with pytest.raises(ValueError, match="block_size"):
+    with pytest.raises(ValueError, match="seq_len"):
         get_batch(data, 2, 20)
     for b, t in ((0, 4), (2, 0)):
         with pytest.raises(ValueError, match=">= 1"):

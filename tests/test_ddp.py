@@ -9,9 +9,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lmcore.distributed import DistInfo, dist_info
-from lmcore.model import GPT, GPTConfig
-from lmcore.trainer import TrainConfig, Trainer
+from lmcore.models import GPT, GPTConfig
+from lmcore.training import TrainConfig, Trainer
+from lmcore.training.distributed import DistInfo, dist_info
 
 VOCAB, STEPS = 13, 4
 
@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 def _run(out_dir: str, grad_accum: int) -> Trainer:
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(vocab_size=VOCAB, context_length=16, n_layer=1, n_head=2, n_embd=16))
     data = torch.randint(VOCAB, (2000,), generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(max_steps=STEPS, batch_size=8, grad_accum_steps=grad_accum, warmup_steps=1,
                       eval_interval=STEPS, eval_iters=2, progress=False, device="cpu", out_dir=out_dir)

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import re
+
 import tomllib
-
 import yaml
-
 from _book import ROOT
 
 # PyPI name -> conda-forge name, where they differ.

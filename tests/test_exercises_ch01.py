@@ -9,7 +9,6 @@ import torch
 import lmcore
 from lmcore import exercises
 
-
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
 def sample_from_logits(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

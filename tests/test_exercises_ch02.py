@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _checks import assert_check_behaves
 
 from lmcore import exercises
-
 
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 

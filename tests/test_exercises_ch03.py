@@ -4,11 +4,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from _checks import assert_check_behaves
 
 from lmcore import exercises
-
 
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
@@ -89,7 +87,7 @@ def train_bpe_max_tie(text, num_merges):  # max() keeps the FIRST pair seen on t
 
 def train_bpe_fixed_ids(text, num_merges):  # forgets that merge r creates the id 256 + r
     ids, merges = list(text.encode("utf-8")), []
-    for r in range(num_merges):
+    for _ in range(num_merges):
         pairs = Counter(zip(ids, ids[1:]))
         best = min(pairs, key=lambda p: (-pairs[p], p))
         merges.append(best)

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import pytest
-
-from _checks import assert_check_behaves
 import torch
 import torch.nn.functional as F
+from _checks import assert_check_behaves
 
 from lmcore import exercises
-from lmcore.mlp_lm import MLPLanguageModel
-
+from lmcore.models.mlp import MLPConfig, MLPLanguageModel
 
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
@@ -63,7 +61,7 @@ def mlp_transposed(windows, C, H, d, U, b):      # interleaves features of diffe
 def test_references_agree_with_lmcore_mlp():
     """The reference solutions are what MLPLanguageModel computes."""
     torch.manual_seed(0)
-    model = MLPLanguageModel(vocab_size=9, context=3, n_embd=4, n_hidden=8)
+    model = MLPLanguageModel(MLPConfig(vocab_size=9, context_length=3, n_embd=4, n_hidden=8))
     idx = torch.randint(0, 9, (2, 6))
     windows = context_windows(idx, 3, model.pad_id)
     assert torch.equal(windows, model.contexts(idx))

@@ -4,12 +4,10 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from _checks import assert_check_behaves
 import torch
+from _checks import assert_check_behaves
 
 from lmcore import exercises
-
 
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 

@@ -6,13 +6,12 @@ import torch
 
 from lmcore import exercises
 
-
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
-def sinusoidal_table(block_size: int, n_embd: int) -> torch.Tensor:
-    t = torch.arange(block_size, dtype=torch.float64)[:, None]
+def sinusoidal_table(context_length: int, n_embd: int) -> torch.Tensor:
+    t = torch.arange(context_length, dtype=torch.float64)[:, None]
     omega = 10000.0 ** (-torch.arange(0, n_embd, 2, dtype=torch.float64) / n_embd)
-    pe = torch.zeros(block_size, n_embd)
+    pe = torch.zeros(context_length, n_embd)
     pe[:, 0::2] = torch.sin(t * omega)
     pe[:, 1::2] = torch.cos(t * omega)
     return pe
@@ -44,24 +43,24 @@ def stub(*args):
 
 # --- plausible wrong answers ----------------------------------------------------------------------
 
-def table_swapped(block_size, n_embd):
-    pe = sinusoidal_table(block_size, n_embd)
+def table_swapped(context_length, n_embd):
+    pe = sinusoidal_table(context_length, n_embd)
     return torch.stack((pe[:, 1::2], pe[:, 0::2]), dim=-1).flatten(1)
 
 
-def table_frequency(block_size, n_embd):  # exponent i/d instead of 2i/d
-    t = torch.arange(block_size, dtype=torch.float64)[:, None]
+def table_frequency(context_length, n_embd):  # exponent i/d instead of 2i/d
+    t = torch.arange(context_length, dtype=torch.float64)[:, None]
     omega = 10000.0 ** (-torch.arange(n_embd // 2, dtype=torch.float64) / n_embd)
     return torch.stack((torch.sin(t * omega), torch.cos(t * omega)), dim=-1).flatten(1).float()
 
 
-def table_halves(block_size, n_embd):  # sines in the first half, cosines in the second
-    pe = sinusoidal_table(block_size, n_embd)
+def table_halves(context_length, n_embd):  # sines in the first half, cosines in the second
+    pe = sinusoidal_table(context_length, n_embd)
     return torch.cat((pe[:, 0::2], pe[:, 1::2]), dim=1)
 
 
-def table_positions_from_one(block_size, n_embd):
-    return sinusoidal_table(block_size + 1, n_embd)[1:]
+def table_positions_from_one(context_length, n_embd):
+    return sinusoidal_table(context_length + 1, n_embd)[1:]
 
 
 def rope_halves(x, positions, base=10000.0):  # pairs (i, i + D/2), the "rotate half" layout

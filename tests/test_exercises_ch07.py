@@ -8,7 +8,6 @@ import torch
 
 from lmcore import exercises
 
-
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
 def kv_cache_bytes(n_layer, n_kv_head, head_dim, seq_len, bytes_per_element, batch_size=1, window=None):

@@ -1,7 +1,7 @@
 """The chapter-8 checks pass the reference solutions and fail stubs and plausible wrong answers."""
 import torch
 
-from lmcore import sampling
+from lmcore.decoding import sampling
 from lmcore.exercises import check_min_p, check_top_p
 
 

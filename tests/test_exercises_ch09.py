@@ -23,7 +23,7 @@ def flops_forward_only(config, tokens):
 
 
 def flops_with_embeddings(config, tokens):
-    n = 12 * config.n_layer * config.n_embd ** 2 + (config.vocab_size + config.block_size) * config.n_embd
+    n = 12 * config.n_layer * config.n_embd ** 2 + (config.vocab_size + config.context_length) * config.n_embd
     return 6 * n * tokens
 
 

@@ -1,6 +1,7 @@
 """The chapter-10 checks pass the reference solutions and fail stubs and plausible wrong answers."""
 
 from _checks import assert_check_behaves
+
 from lmcore.exercises import check_assistant_mask, check_lora_forward, check_lora_param_count
 
 

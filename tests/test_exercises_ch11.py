@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from lmcore import exercises
 
-
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
 def bradley_terry_loss(r_chosen, r_rejected):

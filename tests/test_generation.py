@@ -3,14 +3,14 @@ import pytest
 import torch
 
 from lmcore import GPT, GPTConfig, KVCache, kv_cache_bytes
-from lmcore.generation import context_window_start, generate
+from lmcore.decoding.generation import context_window_start, generate
 
 POS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
 
 def model_for(pos="learned", seed=0, **overrides) -> GPT:
     torch.manual_seed(seed)
-    kw = dict(vocab_size=29, block_size=16, n_layer=2, n_head=4, n_embd=32, pos_encoding=pos,
+    kw = dict(vocab_size=29, context_length=16, n_layer=2, n_head=4, n_embd=32, pos_encoding=pos,
               tie_weights=False)
     kw.update(overrides)
     model = GPT(GPTConfig(**kw)).eval()
@@ -25,7 +25,7 @@ def sample_both(model, prompt, n, **kw):
     outs, states = [], []
     for use_cache in (True, False):
         g = torch.Generator().manual_seed(1234)
-        outs.append(model.generate(prompt, n, use_cache=use_cache, generator=g, **kw))
+        outs.append(generate(model, prompt, n, use_cache=use_cache, generator=g, **kw))
         states.append(g.get_state())
     return outs, states
 
@@ -35,10 +35,10 @@ CASES = [dict(pos=p) for p in POS] + [dict(pos="rope", n_kv_head=1), dict(pos="a
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
-def test_cached_equals_uncached_greedy_and_sampled_beyond_block_size(case):
+def test_cached_equals_uncached_greedy_and_sampled_beyond_context_length(case):
     model = model_for(**case)
     prompt = torch.randint(0, 29, (2, 5))
-    # 40 new tokens with block_size 16: the window restarts several times
+    # 40 new tokens with context_length 16: the window restarts several times
     (cached, uncached), _ = sample_both(model, prompt, 40, temperature=0)
     assert torch.equal(cached, uncached)
     (cached, uncached), (g1, g2) = sample_both(model, prompt, 40, temperature=1.5, top_k=20, top_p=0.95)
@@ -60,7 +60,7 @@ def test_cached_forward_in_chunks_equals_full_forward(pos):
 
 @pytest.mark.parametrize("pos", ["learned", "rope"])
 def test_greedy_matches_a_naive_argmax_loop(pos):
-    """Within block_size: re-run the model on the whole sequence and take the arg-max, by hand."""
+    """Within context_length: re-run the model on the whole sequence and take the arg-max, by hand."""
     model = model_for(pos)
     seq = torch.randint(0, 29, (1, 3))
     expected = seq.clone()
@@ -68,7 +68,7 @@ def test_greedy_matches_a_naive_argmax_loop(pos):
         for _ in range(13):
             logits, _ = model(expected)
             expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert torch.equal(model.generate(seq, 13, temperature=0), expected)
+    assert torch.equal(generate(model, seq, 13, temperature=0), expected)
 
 
 def test_window_policy_restarts_on_the_last_half_block():
@@ -79,11 +79,11 @@ def test_window_policy_restarts_on_the_last_half_block():
     assert context_window_start(5, 0, 1) == 4
 
 
-def test_long_prompt_is_cropped_to_the_last_block_size_tokens():
+def test_long_prompt_is_cropped_to_the_last_context_length_tokens():
     model = model_for("learned")
     long_prompt = torch.randint(0, 29, (1, 30))
-    out = model.generate(long_prompt, 5, temperature=0)
-    cropped = model.generate(long_prompt[:, -16:], 5, temperature=0)
+    out = generate(model, long_prompt, 5, temperature=0)
+    cropped = generate(model, long_prompt[:, -16:], 5, temperature=0)
     assert torch.equal(out[:, :30], long_prompt)
     assert torch.equal(out[:, 30:], cropped[:, 16:])
 
@@ -126,9 +126,9 @@ def test_kv_cache_overflow_and_reset():
 def test_stop_tokens_end_each_row():
     model = model_for("learned")
     prompt = torch.randint(0, 29, (2, 4))
-    free = model.generate(prompt, 20, temperature=0)
+    free = generate(model, prompt, 20, temperature=0)
     stop = int(free[0, 6])                     # row 0's third new token
-    out = model.generate(prompt, 20, temperature=0, stop_tokens=[stop])
+    out = generate(model, prompt, 20, temperature=0, stop_tokens=[stop])
     first_stop = (free[:, 4:] == stop).int().argmax(1) + 4   # where each row first generates it
     for row in range(2):
         if (free[row, 4:] == stop).any():
@@ -137,25 +137,25 @@ def test_stop_tokens_end_each_row():
             assert torch.all(out[row, s:] == stop)         # a finished row repeats its stop token
     if (free[1, 4:] == stop).any():                        # both rows stop: generation ended early
         assert out.shape[1] == int(first_stop.max()) + 1
-    single = model.generate(prompt[:1], 20, temperature=0, stop_tokens=stop)
+    single = generate(model, prompt[:1], 20, temperature=0, stop_tokens=stop)
     assert torch.equal(single, free[:1, :int(first_stop[0]) + 1])
 
 
 def test_one_dimensional_prompt_and_zero_new_tokens():
     model = model_for("alibi")
     prompt = torch.tensor([1, 2, 3])
-    out = model.generate(prompt, 4, temperature=0)
+    out = generate(model, prompt, 4, temperature=0)
     assert out.shape == (7,)
-    assert torch.equal(out, model.generate(prompt[None], 4, temperature=0)[0])
-    assert torch.equal(model.generate(prompt, 0), prompt)
+    assert torch.equal(out, generate(model, prompt[None], 4, temperature=0)[0])
+    assert torch.equal(generate(model, prompt, 0), prompt)
 
 
 def test_generate_restores_training_mode_and_disables_dropout():
     model = model_for("learned", dropout=0.5).train()
     prompt = torch.randint(0, 29, (1, 3))
-    a = model.generate(prompt, 10, temperature=0)
+    a = generate(model, prompt, 10, temperature=0)
     assert model.training
-    assert torch.equal(a, model.generate(prompt, 10, temperature=0, use_cache=False))
+    assert torch.equal(a, generate(model, prompt, 10, temperature=0, use_cache=False))
 
 
 @pytest.mark.parametrize("kwargs,match", [

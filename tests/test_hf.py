@@ -6,8 +6,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from lmcore import GPT  # noqa: E402
-from lmcore.hf import gpt2_config_from_hf  # noqa: E402
+from lmcore import generate  # noqa: E402
+from lmcore.models.hf_gpt2 import from_hf_gpt2, gpt2_config_from_hf  # noqa: E402
 
 
 def hf_gpt2(**overrides):
@@ -31,7 +31,7 @@ def test_directory_and_object_give_the_same_logits_as_transformers(saved):
     with torch.no_grad():
         expected = hf(idx).logits
     for source in (path, str(path), hf):
-        model = GPT.from_hf_gpt2(source)
+        model = from_hf_gpt2(source)
         assert model.config.activation == "gelu_new" and model.config.pos_encoding == "learned"
         assert model.lm_head.weight is model.transformer.wte.weight
         with torch.no_grad():
@@ -40,12 +40,12 @@ def test_directory_and_object_give_the_same_logits_as_transformers(saved):
 
 def test_greedy_generation_matches_transformers_generate(saved):
     hf, path = saved
-    model = GPT.from_hf_gpt2(path)
+    model = from_hf_gpt2(path)
     prompt = torch.randint(0, 100, (1, 6))
     expected = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=25,
                            do_sample=False, pad_token_id=0)
-    assert torch.equal(model.generate(prompt, 25, temperature=0, use_cache=True), expected)
-    assert torch.equal(model.generate(prompt, 25, temperature=0, use_cache=False), expected)
+    assert torch.equal(generate(model, prompt, 25, temperature=0, use_cache=True), expected)
+    assert torch.equal(generate(model, prompt, 25, temperature=0, use_cache=False), expected)
 
 
 def test_pytorch_bin_checkpoint_and_untied_head(tmp_path):
@@ -54,7 +54,7 @@ def test_pytorch_bin_checkpoint_and_untied_head(tmp_path):
         hf.lm_head.weight.normal_()
     hf.config.to_json_file(tmp_path / "config.json")
     torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
-    model = GPT.from_hf_gpt2(tmp_path)
+    model = from_hf_gpt2(tmp_path)
     assert model.lm_head.weight is not model.transformer.wte.weight
     idx = torch.randint(0, 100, (1, 10))
     with torch.no_grad():
@@ -63,14 +63,14 @@ def test_pytorch_bin_checkpoint_and_untied_head(tmp_path):
 
 def test_bad_sources_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="not a local directory"):
-        GPT.from_hf_gpt2(tmp_path / "missing")
+        from_hf_gpt2(tmp_path / "missing")
     with pytest.raises(ValueError, match="config.json"):
-        GPT.from_hf_gpt2(tmp_path)
+        from_hf_gpt2(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(hf_gpt2().config.to_dict()))
     with pytest.raises(ValueError, match="model.safetensors"):
-        GPT.from_hf_gpt2(tmp_path)
+        from_hf_gpt2(tmp_path)
     with pytest.raises(TypeError, match="model_or_path"):
-        GPT.from_hf_gpt2(42)
+        from_hf_gpt2(42)
 
 
 @pytest.mark.parametrize("change,match", [

@@ -37,7 +37,7 @@ CONFIGS = {
 
 def small_gpt(seed: int = 0, **overrides) -> lmcore.GPT:
     torch.manual_seed(seed)
-    config = lmcore.GPTConfig(vocab_size=50, block_size=48, n_layer=2, n_head=4, n_embd=32, **overrides)
+    config = lmcore.GPTConfig(vocab_size=50, context_length=48, n_layer=2, n_head=4, n_embd=32, **overrides)
     model = lmcore.GPT(config).eval()
     # Random GPT-2 initialisation gives nearly flat logits, where float noise could flip a greedy
     # choice; a larger output scale makes the distributions peaked like a trained model's.
@@ -50,7 +50,7 @@ def small_gpt(seed: int = 0, **overrides) -> lmcore.GPT:
 def test_loops_match_lmcore_generate_greedy(chapter, name):
     model = small_gpt(**CONFIGS[name])
     prompt = torch.randint(50, (3, 5), generator=torch.Generator().manual_seed(1))
-    n_new = model.config.block_size - prompt.shape[1]        # fill the context exactly
+    n_new = model.config.context_length - prompt.shape[1]        # fill the context exactly
     want = lmcore.generate(model, prompt, n_new, temperature=0.0, use_cache=False)
     assert torch.equal(want, lmcore.generate(model, prompt, n_new, temperature=0.0, use_cache=True))
     for steps in (chapter["naive_steps"], chapter["cached_steps"]):
@@ -86,12 +86,12 @@ def test_cached_loop_feeds_one_token_per_step(chapter):
     assert fed == [4, 1, 1, 1, 1, 1]
 
 
-def test_loops_refuse_more_than_block_size(chapter):
+def test_loops_refuse_more_than_context_length(chapter):
     model = small_gpt()
     prompt = torch.zeros(1, 10, dtype=torch.long)
-    too_many = model.config.block_size - 10 + 2
+    too_many = model.config.context_length - 10 + 2
     for steps in (chapter["naive_steps"], chapter["cached_steps"]):
-        with pytest.raises(ValueError, match="block_size"):
+        with pytest.raises(ValueError, match="context_length"):
             chapter["generate_with"](steps, model, prompt, too_many, temperature=0.0)
 
 

@@ -6,13 +6,21 @@ import torch
 import torch.nn as nn
 
 from lmcore import GPT, GPTConfig
-from lmcore.lora import (LoRALinear, apply_lora, lora_modules, lora_parameter_counts, lora_state_dict,
-                         mark_only_lora_trainable, merge_lora, unmerge_lora)
+from lmcore.models.lora import (
+    LoRALinear,
+    apply_lora,
+    lora_modules,
+    lora_parameter_counts,
+    lora_state_dict,
+    mark_only_lora_trainable,
+    merge_lora,
+    unmerge_lora,
+)
 
 
 def small_gpt(seed: int = 0, **kw) -> GPT:
     torch.manual_seed(seed)
-    cfg = dict(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    cfg = dict(vocab_size=13, context_length=16, n_layer=2, n_head=2, n_embd=16)
     return GPT(GPTConfig(**{**cfg, **kw})).eval()
 
 

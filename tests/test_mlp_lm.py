@@ -5,22 +5,22 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import lmcore
 from lmcore import data
-from lmcore.mlp_lm import MLPConfig, MLPLanguageModel
-from lmcore.trainer import TrainConfig, Trainer
+from lmcore.decoding import generate
+from lmcore.models.mlp import MLPConfig, MLPLanguageModel
+from lmcore.training import TrainConfig, Trainer
 
 
 def _model(V=7, context=3, n_embd=4, n_hidden=16, seed=0) -> MLPLanguageModel:
     torch.manual_seed(seed)
-    return MLPLanguageModel(V, context, n_embd, n_hidden, block_size=8)
+    return MLPLanguageModel(MLPConfig(V, context, n_embd, n_hidden))
 
 
 def _manual_logits(model: MLPLanguageModel, seq: list[int]) -> torch.Tensor:
     """Logits of every position of one sequence, one position at a time with Python lists."""
-    k, pad = model.config.context, model.pad_id
+    k, pad = model.config.context_length, model.pad_id
     out = []
     for t in range(len(seq)):
         window = [pad] * max(0, k - 1 - t) + seq[max(0, t - k + 1):t + 1]
@@ -76,7 +76,7 @@ def test_stream_cross_entropy_matches_forward_on_the_whole_stream():
 def test_generate_greedy_matches_argmax_and_keeps_prompt():
     model = _model()
     prompt = torch.tensor([[1, 2], [3, 4]])
-    out = model.generate(prompt, 4, temperature=0)
+    out = generate(model, prompt, 4, temperature=0)
     assert out.shape == (2, 6) and torch.equal(out[:, :2], prompt)
     for t in range(2, 6):
         logits, _ = model(out[:, :t])
@@ -88,7 +88,7 @@ def test_generate_samples_follow_the_model_distribution():
     from scipy.stats import chisquare
     model = _model(V=5)
     prompt = torch.tensor([[1, 2, 3]]).repeat(4000, 1)
-    out = model.generate(prompt, 1, generator=torch.Generator().manual_seed(0))[:, -1]
+    out = generate(model, prompt, 1, generator=torch.Generator().manual_seed(0))[:, -1]
     with torch.no_grad():
         # softmax in float64: chisquare needs the expected counts to sum to 4000 within 1.5e-8
         probs = torch.softmax(model(prompt[:1])[0][0, -1].double(), -1)
@@ -104,10 +104,10 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="targets"):
         model(torch.tensor([[0, 1]]), torch.tensor([[0, 1, 2]]))
-    with pytest.raises(ValueError, match="context"):
-        MLPConfig(vocab_size=5, context=0, n_embd=4, n_hidden=4)
+    with pytest.raises(ValueError, match="context_length"):
+        MLPConfig(vocab_size=5, context_length=0, n_embd=4, n_hidden=4)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        model.generate(torch.tensor([[0]]), -1)
+        generate(model, torch.tensor([[0]]), -1)
 
 
 @pytest.mark.slow
@@ -121,8 +121,8 @@ def test_trains_below_the_unigram_entropy_on_the_toy_language():
     p = counts / counts.sum()
     unigram_entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
     torch.manual_seed(0)
-    model = MLPLanguageModel(tok.vocab_size, context=6, n_embd=12, n_hidden=128, block_size=32)
-    config = TrainConfig(max_steps=300, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=20,
+    model = MLPLanguageModel(MLPConfig(tok.vocab_size, context_length=6, n_embd=12, n_hidden=128))
+    config = TrainConfig(max_steps=300, batch_size=16, seq_len=32, lr=3e-3, min_lr=3e-4, warmup_steps=20,
                          eval_interval=300, eval_iters=5, progress=False, device="cpu")
     Trainer(model, config, train, val).train()
     ce = model.cross_entropy(val)

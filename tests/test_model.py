@@ -4,15 +4,14 @@ import math
 import pytest
 import torch
 
-from lmcore.model import GPT, GPTConfig, AttentionInputs
-from lmcore.positional import (alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq,
-                               sinusoidal_table)
+from lmcore.models import GPT, AttentionInputs, GPTConfig
+from lmcore.models.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq, sinusoidal_table
 
 POS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
 
 def tiny(**overrides) -> GPTConfig:
-    kw = dict(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    kw = dict(vocab_size=37, context_length=16, n_layer=2, n_head=4, n_embd=32)
     kw.update(overrides)
     return GPTConfig(**kw)
 
@@ -28,7 +27,7 @@ def pair(seed=0, **overrides):
 
 # ------------------------------------------------------------------------------------------- config
 @pytest.mark.parametrize("field,value", [
-    ("vocab_size", 0), ("block_size", -1), ("n_layer", 1.5), ("n_head", 3), ("n_kv_head", 3),
+    ("vocab_size", 0), ("context_length", -1), ("n_layer", 1.5), ("n_head", 3), ("n_kv_head", 3),
     ("n_kv_head", 0), ("dropout", 1.0), ("pos_encoding", "absolute"), ("norm", "sandwich"),
     ("attn_impl", "flash"), ("activation", "relu"), ("rope_scaling", "yarn"), ("layer_norm_eps", 0.0),
 ])
@@ -76,12 +75,12 @@ def test_grouped_query_attention_equals_multi_head_with_repeated_kv_heads():
     mha = GPT(tiny()).eval()
     state = gqa.state_dict()
     hd, C = 8, 32
-    for l in range(2):
+    for layer in range(2):
         for kind in ("weight", "bias"):
-            w = state[f"transformer.h.{l}.attn.c_attn.{kind}"]
+            w = state[f"transformer.h.{layer}.attn.c_attn.{kind}"]
             q, k, v = w.split([C, 2 * hd, 2 * hd], dim=0)
             rep = lambda t: t.reshape(2, hd, *t.shape[1:]).repeat_interleave(2, dim=0).reshape(4 * hd, *t.shape[1:])  # noqa: E731
-            state[f"transformer.h.{l}.attn.c_attn.{kind}"] = torch.cat([q, rep(k), rep(v)])
+            state[f"transformer.h.{layer}.attn.c_attn.{kind}"] = torch.cat([q, rep(k), rep(v)])
     mha.load_state_dict(state)
     idx = torch.randint(0, 37, (2, 10))
     with torch.no_grad():
@@ -198,8 +197,8 @@ def test_rope_ntk_scaling_stretches_the_slowest_frequency_by_the_factor():
 
 def test_rope_scaled_model_reads_longer_context_with_the_same_weights():
     torch.manual_seed(0)
-    short = GPT(tiny(pos_encoding="rope", block_size=16))
-    long = GPT(tiny(pos_encoding="rope", block_size=64, rope_scaling="linear", rope_scaling_factor=4.0))
+    short = GPT(tiny(pos_encoding="rope", context_length=16))
+    long = GPT(tiny(pos_encoding="rope", context_length=64, rope_scaling="linear", rope_scaling_factor=4.0))
     long.load_state_dict(short.state_dict())        # RoPE has no position parameters
     logits, _ = long(torch.randint(0, 37, (1, 64)))
     assert logits.shape == (1, 64, 37)
@@ -246,7 +245,7 @@ def test_num_params_matches_a_hand_count():
 
 def test_gpt2_initialisation_scales_residual_projections():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=512, block_size=64, n_layer=8, n_head=4, n_embd=256))
+    model = GPT(GPTConfig(vocab_size=512, context_length=64, n_layer=8, n_head=4, n_embd=256))
     blk = model.transformer.h[3]
     assert blk.attn.c_attn.weight.std().item() == pytest.approx(0.02, rel=0.03)
     assert blk.mlp.c_fc.weight.std().item() == pytest.approx(0.02, rel=0.03)
@@ -311,7 +310,7 @@ def test_dropout_is_active_in_training_only():
     (torch.zeros(2, 0, dtype=torch.long), "empty"),
     (torch.tensor([[1, 2, 37]]), "vocabulary"),
     (torch.tensor([[-1, 2]]), "vocabulary"),
-    (torch.zeros(1, 17, dtype=torch.long), "block_size"),
+    (torch.zeros(1, 17, dtype=torch.long), "context_length"),
     (torch.zeros(1, 4), "integer"),
     (torch.zeros(4, dtype=torch.long), "batch, time"),
 ])
@@ -329,7 +328,7 @@ def test_forward_rejects_mismatched_targets():
 def test_forward_traces_without_graph_breaks(pos):
     """torch.compile sees the whole forward (loss included) as one graph: no host read-backs such
     as ``int(idx.max())`` on the training path, which would also stall a GPU every step."""
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16, pos_encoding=pos))
+    model = GPT(GPTConfig(vocab_size=11, context_length=8, n_layer=1, n_head=2, n_embd=16, pos_encoding=pos))
     x = torch.randint(11, (2, 8), generator=torch.Generator().manual_seed(0))
     try:
         explanation = torch._dynamo.explain(model)(x, x)

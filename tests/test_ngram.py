@@ -1,4 +1,4 @@
-"""Tests of lmcore.ngram against a brute-force reference written with dicts, straight from the formulas."""
+"""Tests of lmcore.models.ngram against a brute-force reference written with dicts, straight from the formulas."""
 from __future__ import annotations
 
 import math
@@ -10,14 +10,14 @@ from scipy.stats import chisquare
 
 from lmcore import CharTokenizer
 from lmcore.data import toy_corpus
-from lmcore.ngram import NGramLM
+from lmcore.models.ngram import NGramLM
 
 TINY = [0, 1, 2, 0, 1, 0, 2, 2, 1, 0, 1, 2, 0, 0, 1, 3, 1, 0]  # token 4 never occurs
 V = 5
 
 
 def brute_prob(ids, n, vocab, smoothing, w, context, eps=1.0, d=None):
-    """p(w | context) by counting with Counters, no arrays, no shared code with lmcore.ngram."""
+    """p(w | context) by counting with Counters, no arrays, no shared code with lmcore.models.ngram."""
     h = tuple(context[len(context) - (n - 1):]) if n > 1 else ()
     m = len(h)
     grams = {k: Counter(tuple(ids[i:i + k]) for i in range(len(ids) - k + 1)) for k in range(1, n + 1)}

@@ -1,4 +1,4 @@
-"""The mathematical properties chapter 6 teaches, checked on ``lmcore.positional`` and ``lmcore.GPT``
+"""The mathematical properties chapter 6 teaches, checked on ``lmcore.models.positional`` and ``lmcore.GPT``
 against naive references written here (explicit loops, complex-number rotations, hand-typed matrices).
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from lmcore.model import GPT, GPTConfig
-from lmcore.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq, sinusoidal_table
+from lmcore.models import GPT, GPTConfig
+from lmcore.models.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq, sinusoidal_table
 
 
 def rotation_for_offset(k: int, n_embd: int, base: float = 10000.0) -> torch.Tensor:
@@ -122,7 +122,7 @@ def test_alibi_slopes_for_a_non_power_of_two():
 def test_gpt_alibi_attention_uses_the_bias():
     """A one-layer ALiBi GPT's attention weights are softmax(q·k/√d - m_h(i-j)) over keys j <= i."""
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=4, n_embd=16, pos_encoding="alibi",
+    cfg = GPTConfig(vocab_size=11, context_length=8, n_layer=1, n_head=4, n_embd=16, pos_encoding="alibi",
                     attn_impl="reference")
     model = GPT(cfg).eval()
     idx = torch.randint(11, (2, 6))
@@ -143,7 +143,7 @@ def test_gpt_rope_attention_is_shift_invariant():
     """With RoPE and no absolute embedding, the first layer's attention pattern of a sequence does
     not depend on where it starts: feeding it after a cached prefix gives the same weights."""
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=13, block_size=24, n_layer=1, n_head=2, n_embd=16, pos_encoding="rope",
+    cfg = GPTConfig(vocab_size=13, context_length=24, n_layer=1, n_head=2, n_embd=16, pos_encoding="rope",
                     attn_impl="reference")
     model = GPT(cfg).eval()
     idx = torch.randint(13, (1, 8))

@@ -1,4 +1,4 @@
-"""lmcore.rlhf: exact posterior vs brute force, the J identity, training to the posterior, Bradley–Terry."""
+"""lmcore.alignment.rlhf: exact posterior vs brute force, the J identity, training to the posterior, Bradley–Terry."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 import lmcore
-from lmcore import rlhf
+from lmcore.alignment import rlhf
 
 MAX_LEN, ALPHABET, BETA = 4, "abc", 1.0
 REWARD = rlhf.LexiconReward({"c": 1.0, "ab": -1.0})
@@ -144,7 +144,7 @@ def test_reward_model_recovers_the_hidden_ranking(prior):
     chosen, rejected = rlhf.sample_preferences([texts[i] for i in a], [texts[i] for i in b], hidden, g)
     torch.manual_seed(0)
     rm = rlhf.train_reward_model(tok, chosen, rejected,
-                                 lmcore.GPTConfig(vocab_size=tok.vocab_size, block_size=8, n_layer=1, n_head=2,
+                                 lmcore.GPTConfig(vocab_size=tok.vocab_size, context_length=8, n_layer=1, n_head=2,
                                                   n_embd=32),
                                  _cpu_config(150, 64, lr=3e-3), max_len=MAX_LEN)
     learned = rm.score(tok, texts, MAX_LEN)
@@ -190,7 +190,7 @@ def test_j_identity_for_a_random_policy(prior, space):
     _, tok = prior
     texts, rows, lp0 = space
     torch.manual_seed(1)
-    random_policy = lmcore.GPT(lmcore.GPTConfig(vocab_size=tok.vocab_size, block_size=8, n_layer=1, n_head=1,
+    random_policy = lmcore.GPT(lmcore.GPTConfig(vocab_size=tok.vocab_size, context_length=8, n_layer=1, n_head=1,
                                                 n_embd=16))
     with torch.no_grad():
         lp = rlhf.sequence_logprobs(random_policy, rows).double()
@@ -202,7 +202,8 @@ def test_j_identity_for_a_random_policy(prior, space):
         p = [math.exp(v) for v in lp.tolist()]
         j_direct = sum(pi * (ri - beta * (a - b)) for pi, ri, a, b in zip(p, r.tolist(), lp.tolist(), lp0.tolist()))
         assert j == pytest.approx(j_direct, abs=1e-9)
-        assert j == pytest.approx(-beta * rlhf.kl_divergence(lp, post.logprobs).item() + beta * post.log_z, abs=1e-6)   # float32 model: Σp = 1 ± 1e-7
+        # float32 model: Σp = 1 ± 1e-7
+        assert j == pytest.approx(-beta * rlhf.kl_divergence(lp, post.logprobs).item() + beta * post.log_z, abs=1e-6)
 
 
 @pytest.mark.slow

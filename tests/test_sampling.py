@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from lmcore.sampling import filter_probs, sample_next
+from lmcore.decoding.sampling import filter_probs, sample_next
 
 ALPHA = 1e-3     # chi-square tests: reject the sampler when p < ALPHA
 

@@ -8,7 +8,6 @@ now names the new value. The saved state of the live ipywidgets explorer must re
 from __future__ import annotations
 
 import pytest
-
 from test_browser import browser  # noqa: F401  (the shared headless-Chromium fixture)
 
 pytestmark = pytest.mark.browser

@@ -3,8 +3,8 @@ fitters on synthetic data with known exponents, and the cached sweep."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 
 import numpy as np
 import pytest
@@ -14,16 +14,25 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lmcore import GPT, GPTConfig, scaling
 from lmcore.data import cache_dir
-from lmcore.scaling import (fit_chinchilla, fit_power_law, flops_breakdown, flops_per_token, param_count,
-                            pareto_frontier, run_sweep, sweep_data, training_flops)
+from lmcore.scaling import (
+    fit_chinchilla,
+    fit_power_law,
+    flops_breakdown,
+    flops_per_token,
+    param_count,
+    pareto_frontier,
+    run_sweep,
+    sweep_data,
+    training_flops,
+)
 
 CONFIGS = [
-    dict(vocab_size=26, block_size=64, n_layer=2, n_head=2, n_embd=32),
-    dict(vocab_size=31, block_size=16, n_layer=3, n_head=4, n_embd=16, tie_weights=False),
-    dict(vocab_size=26, block_size=8, n_layer=1, n_head=4, n_embd=16, n_kv_head=2, bias=False),
-    dict(vocab_size=26, block_size=8, n_layer=2, n_head=2, n_embd=8, norm="post", pos_encoding="rope"),
-    dict(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, pos_encoding="alibi", n_kv_head=1),
-    dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, pos_encoding="sinusoidal"),
+    dict(vocab_size=26, context_length=64, n_layer=2, n_head=2, n_embd=32),
+    dict(vocab_size=31, context_length=16, n_layer=3, n_head=4, n_embd=16, tie_weights=False),
+    dict(vocab_size=26, context_length=8, n_layer=1, n_head=4, n_embd=16, n_kv_head=2, bias=False),
+    dict(vocab_size=26, context_length=8, n_layer=2, n_head=2, n_embd=8, norm="post", pos_encoding="rope"),
+    dict(vocab_size=11, context_length=8, n_layer=1, n_head=2, n_embd=8, pos_encoding="alibi", n_kv_head=1),
+    dict(vocab_size=11, context_length=8, n_layer=2, n_head=2, n_embd=8, pos_encoding="sinusoidal"),
 ]
 
 
@@ -37,7 +46,7 @@ def test_param_count_matches_the_built_model(kw):
 
 
 def test_flops_of_a_small_config_counted_by_hand():
-    cfg = GPTConfig(vocab_size=26, block_size=64, n_layer=2, n_head=2, n_embd=32)
+    cfg = GPTConfig(vocab_size=26, context_length=64, n_layer=2, n_head=2, n_embd=32)
     # per token, 2 layers: qkv 2·32·96, scores and values 2·64·32 each, proj 2·32·32,
     # MLP 2·(2·32·128); head 2·32·26
     assert flops_breakdown(cfg) == {"qkv": 12288, "attn_scores": 8192, "attn_values": 8192,
@@ -46,6 +55,7 @@ def test_flops_of_a_small_config_counted_by_hand():
     assert param_count(cfg) == 25472          # 2 · (4·32 + 32·96 + 96 + 32·32 + 32 + 2·32·128 + 128 + 32) + 64
     assert flops_per_token(cfg, "6N") == 6 * 25472
     assert training_flops(cfg, 1000) == 1000 * 201600
+    assert training_flops(cfg, np.int64(1000)) == 1000 * 201600      # token counts often come from numpy
     assert training_flops(cfg, 1000, method="6N") == 6 * 25472 * 1000
     # shorter sequences only shrink the attention matmuls
     assert flops_breakdown(cfg, seq_len=16)["attn_scores"] == 2 * 2 * 16 * 32
@@ -58,7 +68,7 @@ def test_flop_count_matches_torch_flop_counter(kw):
     cfg = GPTConfig(**kw, attn_impl="reference")
     model = GPT(cfg)
     B = 3
-    for T in (cfg.block_size, cfg.block_size // 2):
+    for T in (cfg.context_length, cfg.context_length // 2):
         x = torch.randint(0, cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
         with FlopCounterMode(display=False) as fwd:
             model(x, x)
@@ -184,7 +194,8 @@ def test_chinchilla_rejects_bad_input():
 
 # ---------------------------------------------------------------------------------- sweeps
 def _tiny(**kw):
-    return GPTConfig(vocab_size=sweep_data("toy").vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=8, **kw)
+    return GPTConfig(vocab_size=sweep_data("toy").vocab_size, context_length=16, n_layer=1, n_head=2, n_embd=8,
+                     **kw)
 
 
 SWEEP = dict(batch_size=4, eval_windows=8, warmup_steps=2, lr=1e-2)   # 64 tokens per step
@@ -214,7 +225,7 @@ def test_sweep_measures_caches_and_reads_back(cache, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the cached result should have been used")
 
-    monkeypatch.setattr(scaling, "_train_and_measure", no_training)
+    monkeypatch.setattr(scaling.sweep, "_train_and_measure", no_training)     # where run_sweep finds it
     assert run_sweep([_tiny()], [640, 1280], **SWEEP) == points
     with pytest.raises(AssertionError, match="cached"):     # other settings, another key
         run_sweep([_tiny()], [640, 1280], **{**SWEEP, "lr": 5e-3})
@@ -258,7 +269,7 @@ def test_sweep_rejects_bad_input(cache):
     with pytest.raises(ValueError, match="multiples"):
         run_sweep([_tiny()], [100], **SWEEP)
     with pytest.raises(ValueError, match="vocab_size"):
-        run_sweep([GPTConfig(vocab_size=5, block_size=16, n_layer=1, n_head=2, n_embd=8)], [640], **SWEEP)
+        run_sweep([GPTConfig(vocab_size=5, context_length=16, n_layer=1, n_head=2, n_embd=8)], [640], **SWEEP)
     with pytest.raises(ValueError, match="schedule"):
         run_sweep([_tiny()], [640], schedule="linear", **SWEEP)
     with pytest.raises(ValueError, match="configs"):

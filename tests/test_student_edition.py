@@ -6,12 +6,10 @@ import json
 
 import nbformat
 import pytest
+from _book import ROOT, chapter_notebooks
+from course import make_student_notebook
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from course import make_student_notebook
-
-from _book import ROOT, chapter_notebooks
 
 pytestmark = pytest.mark.slow
 

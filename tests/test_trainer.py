@@ -10,15 +10,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmcore import data
-from lmcore.model import GPT, GPTConfig
+from lmcore.models import GPT, GPTConfig
 from lmcore.tokenizers import CharTokenizer
-from lmcore.trainer import NonFiniteLossError, TrainConfig, Trainer
+from lmcore.training import NonFiniteLossError, TrainConfig, Trainer
 
 
 @dataclass
 class TinyConfig:
     vocab_size: int = 11
-    block_size: int = 8
     n_embd: int = 16
 
 
@@ -26,9 +25,9 @@ class TinyLM(nn.Module):
     """A bigram-ish model with a matrix, an embedding, a bias and a LayerNorm: enough to test the
     Trainer without depending on GPT.  ``nan_at`` makes the loss NaN from that forward call on."""
 
-    def __init__(self, config: TinyConfig = TinyConfig(), nan_at: int | None = None) -> None:
+    def __init__(self, config: TinyConfig | None = None, nan_at: int | None = None) -> None:
         super().__init__()
-        self.config = config
+        self.config = config = config or TinyConfig()
         self.emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.ln = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size)
@@ -51,7 +50,7 @@ def _stream(n: int = 2000, vocab: int = 11, seed: int = 0) -> torch.Tensor:
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(max_steps=5, batch_size=4, block_size=8, warmup_steps=2, eval_interval=5, eval_iters=2,
+    base = dict(max_steps=5, batch_size=4, seq_len=8, warmup_steps=2, eval_interval=5, eval_iters=2,
                 progress=False, device="cpu")
     return TrainConfig(**{**base, **kw})
 
@@ -71,7 +70,7 @@ def test_lr_schedule_matches_formula():
     (dict(lr=0.0), ValueError), (dict(lr=-1e-3), ValueError), (dict(max_steps=0), ValueError),
     (dict(min_lr=1.0, lr=0.1), ValueError), (dict(batch_size=0), ValueError), (dict(grad_accum_steps=0), ValueError),
     (dict(dtype="fp8"), ValueError), (dict(beta2=1.0), ValueError), (dict(max_steps=2.5), TypeError),
-    (dict(max_steps=True), TypeError), (dict(lr=float("nan")), TypeError), (dict(grad_clip=-1.0), ValueError),
+    (dict(max_steps=True), TypeError), (dict(lr=float("nan")), ValueError), (dict(grad_clip=-1.0), ValueError),
     (dict(warmup_steps=50, lr_decay_steps=10), ValueError),
 ])
 def test_bad_config_values(bad, exc):
@@ -136,10 +135,14 @@ def test_batch_fn_with_masked_targets_and_shape_check():
 def test_bad_data_and_arguments():
     with pytest.raises(ValueError, match="train_data must be a 1-D"):
         Trainer(TinyLM(), _cfg(), _stream().view(40, 50))
-    with pytest.raises(ValueError, match="fewer than block_size"):
+    with pytest.raises(ValueError, match="fewer than seq_len"):
         Trainer(TinyLM(), _cfg(), _stream(n=8))
-    with pytest.raises(ValueError, match="exceeds the model's block_size"):
-        Trainer(TinyLM(), _cfg(block_size=16), _stream())
+    gpt = GPT(GPTConfig(vocab_size=11, context_length=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match="exceeds the model's context_length=8"):
+        Trainer(gpt, _cfg(seq_len=16), _stream())
+    assert Trainer(gpt, _cfg(seq_len=None), _stream()).seq_len == 8      # a GPT's whole context
+    with pytest.raises(ValueError, match="set TrainConfig.seq_len"):     # TinyLM has no context_length
+        Trainer(TinyLM(), _cfg(seq_len=None), _stream())
     with pytest.raises(ValueError, match="train_data"):
         Trainer(TinyLM(), _cfg())
     with pytest.raises(ValueError, match="float16"):
@@ -184,8 +187,8 @@ def test_gpt_learns_the_toy_language():
     ids = torch.tensor(tok.encode(text))
     train, val = data.train_val_split(ids)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32))
-    trainer = Trainer(model, _cfg(max_steps=60, batch_size=16, block_size=32, lr=1e-2, min_lr=1e-3,
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=32, n_layer=1, n_head=2, n_embd=32))
+    trainer = Trainer(model, _cfg(max_steps=60, batch_size=16, seq_len=32, lr=1e-2, min_lr=1e-3,
                                   warmup_steps=5, eval_interval=60, eval_iters=5), train, val)
     trainer.train()
     _, val_loss = trainer.series("val_loss")
@@ -198,9 +201,9 @@ def test_compiled_training_matches_eager_and_saves_a_plain_checkpoint(tmp_path):
     """``compile=True`` trains the same model as eager mode (to float rounding), and its
     checkpoint holds the plain module's weights (no ``_orig_mod.`` prefixes) that load into a GPT."""
     pytest.importorskip("torch._inductor")
-    from lmcore.checkpoint import load_checkpoint
+    from lmcore.training.checkpoint import load_checkpoint
 
-    config = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    config = GPTConfig(vocab_size=11, context_length=8, n_layer=1, n_head=2, n_embd=16)
     runs = {}
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
-from lmcore.model import GPT, GPTConfig
-from lmcore.positional import sinusoidal_table
+from lmcore.models import GPT, GPTConfig
+from lmcore.models.positional import sinusoidal_table
 
-
-# --- an independent forward pass: plain tensors and the equations, nothing from lmcore.model ------
+# --- an independent forward pass: plain tensors and the equations, nothing from lmcore.models ------
 
 def layer_norm(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     mean = x.mean(-1, keepdim=True)
@@ -72,7 +71,7 @@ def from_scratch_logits(idx: torch.Tensor, w: dict, cfg: GPTConfig) -> torch.Ten
 
 def _random_gpt(seed: int = 0, **overrides) -> GPT:
     torch.manual_seed(seed)
-    cfg = GPTConfig(**{**dict(vocab_size=11, block_size=16, n_layer=2, n_head=4, n_embd=32), **overrides})
+    cfg = GPTConfig(**{**dict(vocab_size=11, context_length=16, n_layer=2, n_head=4, n_embd=32), **overrides})
     model = GPT(cfg).eval()
     with torch.no_grad():   # GPT's init zeroes biases and LayerNorm shifts: randomise everything
         for p in model.parameters():
@@ -151,7 +150,7 @@ def test_one_causal_layer_without_positions_sees_its_prefix_as_a_set():
 def test_full_gpt_layer_without_mask_is_equivariant_via_reference_attention():
     """A whole block (attention + MLP + LayerNorms) without mask or positions commutes with P;
     checked on lmcore's own Block through its reference attention with no mask."""
-    from lmcore.model import AttentionInputs
+    from lmcore.models import AttentionInputs
     model = _random_gpt(pos_encoding="none")
     block = model.transformer.h[0]
     x = torch.randn(1, 9, 32, generator=torch.Generator().manual_seed(5))

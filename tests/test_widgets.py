@@ -1,4 +1,4 @@
-"""Widget logic without a browser: the callbacks produce lmcore.sampling's distributions."""
+"""Widget logic without a browser: the callbacks produce lmcore.decoding.sampling's distributions."""
 import math
 import re
 from unittest import mock
@@ -6,10 +6,18 @@ from unittest import mock
 import pytest
 import torch
 
-from lmcore import GPT, CharTokenizer, GPTConfig
-from lmcore.sampling import filter_probs
-from lmcore.widgets import (BOOK_PLOTLYJS, SamplingExplorer, bars_html, explore, sampler_settings, show_figure,
-                            static_explorer, token_label)
+from lmcore import GPT, CharTokenizer, GPTConfig, generate
+from lmcore.decoding.sampling import filter_probs
+from lmcore.widgets import (
+    BOOK_PLOTLYJS,
+    SamplingExplorer,
+    bars_html,
+    explore,
+    sampler_settings,
+    show_figure,
+    static_explorer,
+    token_label,
+)
 
 ALPHABET = "\n .abcdeghlot"
 
@@ -18,7 +26,7 @@ ALPHABET = "\n .abcdeghlot"
 def model_tok():
     torch.manual_seed(0)
     tok = CharTokenizer().train(ALPHABET)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     with torch.no_grad():          # spread the logits so filters keep different sets
         model.lm_head.weight.mul_(6)
     return model, tok
@@ -57,7 +65,7 @@ def test_explore_matches_filter_probs(model_tok, setting):
         assert math.copysign(1.0, ex.entropy) == 1.0 and f"{ex.entropy:.3f}" == "0.000"
     # the continuation is what generate() samples with the same seed and settings, cut after a newline
     g = torch.Generator().manual_seed(3)
-    out = model.generate(torch.tensor(tok.encode("the cat")), 20, generator=g, stop_tokens=tok.encode("\n")[0],
+    out = generate(model, torch.tensor(tok.encode("the cat")), 20, generator=g, stop_tokens=tok.encode("\n")[0],
                          **{k: setting.get(k) for k in ("temperature", "top_k", "top_p", "min_p")})
     assert ex.continuation == tok.decode(out[len("the cat"):].tolist())
     assert "\n" not in ex.continuation[:-1]

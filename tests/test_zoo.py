@@ -13,11 +13,11 @@ import torch
 
 import lmcore
 from lmcore import zoo
-from lmcore.model import GPT
+from lmcore.models import GPT
 from lmcore.tokenizers import CharTokenizer
 
 TINY = zoo.Recipe(corpus="toy", description="tiny test recipe",
-                  model=dict(block_size=16, n_layer=1, n_head=2, n_embd=16),
+                  model=dict(context_length=16, n_layer=1, n_head=2, n_embd=16),
                   train=dict(max_steps=3, batch_size=4, warmup_steps=1, eval_interval=3, eval_iters=1),
                   val_tolerance=10.0)
 
@@ -76,7 +76,7 @@ def test_shipped_toy_char_reaches_its_recorded_loss():
 
 def test_validation_loss_equals_a_naive_token_by_token_computation():
     torch.manual_seed(0)
-    model = GPT(lmcore.GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8)).eval()
+    model = GPT(lmcore.GPTConfig(vocab_size=7, context_length=8, n_layer=1, n_head=1, n_embd=8)).eval()
     ids = torch.randint(7, (41,))
     total = count = 0.0
     for t in range(1, ids.numel()):         # each token with the context validation_loss gives it
@@ -87,7 +87,7 @@ def test_validation_loss_equals_a_naive_token_by_token_computation():
         total -= logp[ids[t]].item()
         count += 1
     assert zoo.validation_loss(model, ids) == pytest.approx(total / count, rel=1e-5)
-    with pytest.raises(ValueError, match="longer than block_size"):
+    with pytest.raises(ValueError, match="longer than context_length"):
         zoo.validation_loss(model, ids[:8])
 
 
@@ -187,7 +187,7 @@ def test_aligned_recipe_trains_on_story_starts(tiny_zoo, monkeypatch):
 
 
 def test_cli_list_verify_and_ship_without_force():
-    run = lambda *a: subprocess.run([sys.executable, "-m", "lmcore.zoo", *a], capture_output=True, text=True)  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "lmcore", "zoo", *a], capture_output=True, text=True)  # noqa: E731
     listed = run("list")
     assert listed.returncode == 0 and "toy-char" in listed.stdout
     verified = run("verify")
@@ -202,8 +202,9 @@ def test_the_package_data_ships_every_weight_file():
     """pip installs (Colab, a wheel) get the weights: pyproject's package-data globs match every file
     the manifest lists, and the manifest itself."""
     import fnmatch
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["lmcore.zoo"]

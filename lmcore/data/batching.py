@@ -1,7 +1,7 @@
-"""From a token stream to training batches.
+"""From a token stream to training batches (chapter 1; the Trainer of chapter 4 draws them).
 
 A language model is trained on *every prefix* of its text at once: a window ``x`` of
-``block_size`` tokens and the same window shifted by one, ``y``, give ``block_size`` next-token
+``seq_len`` tokens and the same window shifted by one, ``y``, give ``seq_len`` next-token
 prediction examples in one row.
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ def train_val_split(ids: torch.Tensor | list[int], val_fraction: float = 0.1) ->
     return ids[:-n_val], ids[-n_val:]
 
 
-def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str | torch.device = "cpu",
+def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, device: str | torch.device = "cpu",
               generator: torch.Generator | None = None, doc_starts: torch.Tensor | None = None,
               aligned: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample ``batch_size`` random windows from a 1-D token tensor.
 
-    Returns ``(x, y)``, both ``(batch_size, block_size)`` int64 on ``device``, with
+    Returns ``(x, y)``, both ``(batch_size, seq_len)`` int64 on ``device``, with
     ``y[:, t] == x[:, t + 1]``: the target of every position is the next token.
 
     ``doc_starts`` (1-D positions in ``data`` where documents begin, e.g. the separator before each
@@ -43,25 +43,25 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, device: str 
         raise TypeError(f"data must hold integer token ids, got dtype {data.dtype}")
     if data.ndim != 1:
         raise ValueError(f"data must be a 1-D token tensor, got shape {tuple(data.shape)}")
-    if batch_size < 1 or block_size < 1:
-        raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
-    if data.numel() <= block_size:
-        raise ValueError(f"data has {data.numel()} tokens, fewer than block_size + 1 = {block_size + 1}; "
-                         "use more text or a smaller block_size")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+    if data.numel() <= seq_len:
+        raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; "
+                         "use more text or a smaller seq_len")
     if isinstance(aligned, bool) or not isinstance(aligned, (int, float)) or not 0 <= aligned <= 1:
         raise ValueError(f"aligned must be a fraction in [0, 1], got {aligned!r}")
-    starts = torch.randint(data.numel() - block_size, (batch_size,), generator=generator)
+    starts = torch.randint(data.numel() - seq_len, (batch_size,), generator=generator)
     n_aligned = round(aligned * batch_size)
     if n_aligned:
         if doc_starts is None:
             raise ValueError("aligned > 0 needs doc_starts, the positions where documents begin")
         doc_starts = torch.as_tensor(doc_starts, dtype=torch.long)
-        usable = doc_starts[(doc_starts >= 0) & (doc_starts < data.numel() - block_size)]
+        usable = doc_starts[(doc_starts >= 0) & (doc_starts < data.numel() - seq_len)]
         if doc_starts.ndim != 1 or usable.numel() == 0:
             raise ValueError("doc_starts must be a 1-D tensor with at least one position that leaves a "
-                             f"whole window (< {data.numel() - block_size})")
+                             f"whole window (< {data.numel() - seq_len})")
         starts[:n_aligned] = usable[torch.randint(usable.numel(), (n_aligned,), generator=generator)]
-    offsets = torch.arange(block_size + 1)
+    offsets = torch.arange(seq_len + 1)
     windows = data[starts[:, None] + offsets]
     x, y = windows[:, :-1], windows[:, 1:]
     device = torch.device(device)

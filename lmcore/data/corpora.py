@@ -1,4 +1,5 @@
-"""Real text corpora by name, downloaded once, checksum-verified and cached (like torchvision).
+"""Real text corpora by name, downloaded once, checksum-verified and cached, like torchvision
+(chapters 3, 4 and 9 use Tiny Shakespeare).
 
 ``load_text("tinyshakespeare")`` returns the text.  The first call looks for the file in the cache
 directory (``$LMCORE_CACHE``, default ``~/.cache/lmcore``), then in local folders listed in

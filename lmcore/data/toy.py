@@ -1,4 +1,5 @@
-"""A toy language whose true distribution is known exactly.
+"""A toy language whose true distribution is known exactly (chapter 1; every later chapter measures
+its models against it).
 
 Every model in the book is measured against this language's entropy: since a model's
 cross-entropy is H(p) + KL(p‖pθ), the entropy H(p) is a floor no model can beat, and the gap to it
@@ -184,13 +185,13 @@ class ToyLanguage:
         return lp
 
     @staticmethod
-    def _verb_lp(words: "_Words", plural: bool) -> float:
+    def _verb_lp(words: _Words, plural: bool) -> float:
         forms = VERBS if plural else [v + "s" for v in VERBS]
         words.take(forms, "a plural verb" if plural else "a singular verb")
         return -math.log(len(VERBS))
 
     @staticmethod
-    def _np_lp(words: "_Words", return_number: bool = False):
+    def _np_lp(words: _Words, return_number: bool = False):
         words.take(("the",), "'the'")
         lp = 0.0
         if words.peek() in ADJECTIVES:

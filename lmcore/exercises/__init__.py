@@ -8,26 +8,28 @@ from __future__ import annotations
 
 from ._check import CheckFailed, run_check
 from .ch01 import check_cross_entropy, check_perplexity, check_sample_from_logits
-
-__all__ = ["CheckFailed", "run_check"]
-__all__ += ["check_sample_from_logits", "check_cross_entropy", "check_perplexity"]
 from .ch02 import check_bigram_probs, check_jelinek_mercer
 from .ch03 import check_apply_merges, check_merge, check_train_bpe
-__all__ += ["check_bigram_probs", "check_jelinek_mercer"]
-__all__ += ["check_merge", "check_apply_merges", "check_train_bpe"]
-from .ch07 import check_cached_attention_step, check_kv_cache_bytes
-__all__ += ["check_kv_cache_bytes", "check_cached_attention_step"]
-from .ch08 import check_min_p, check_top_p
-__all__ += ["check_top_p", "check_min_p"]
-from .ch06 import check_alibi_bias, check_apply_rope, check_sinusoidal_table
-__all__ += ["check_sinusoidal_table", "check_apply_rope", "check_alibi_bias"]
 from .ch04 import check_context_windows, check_mlp_logits
-__all__ += ["check_context_windows", "check_mlp_logits"]
 from .ch05 import check_causal_attention, check_layer_norm
-__all__ += ["check_causal_attention", "check_layer_norm"]
-from .ch11 import check_bradley_terry_loss, check_exact_posterior
-__all__ += ["check_bradley_terry_loss", "check_exact_posterior"]
-from .ch10 import check_assistant_mask, check_lora_forward, check_lora_param_count
-__all__ += ["check_assistant_mask", "check_lora_forward", "check_lora_param_count"]
+from .ch06 import check_alibi_bias, check_apply_rope, check_sinusoidal_table
+from .ch07 import check_cached_attention_step, check_kv_cache_bytes
+from .ch08 import check_min_p, check_top_p
 from .ch09 import check_compute_optimal, check_fit_power_law, check_training_flops
-__all__ += ["check_training_flops", "check_fit_power_law", "check_compute_optimal"]
+from .ch10 import check_assistant_mask, check_lora_forward, check_lora_param_count
+from .ch11 import check_bradley_terry_loss, check_exact_posterior
+
+__all__ = [
+    "CheckFailed", "run_check",
+    "check_sample_from_logits", "check_cross_entropy", "check_perplexity",
+    "check_bigram_probs", "check_jelinek_mercer",
+    "check_merge", "check_apply_merges", "check_train_bpe",
+    "check_context_windows", "check_mlp_logits",
+    "check_causal_attention", "check_layer_norm",
+    "check_sinusoidal_table", "check_apply_rope", "check_alibi_bias",
+    "check_kv_cache_bytes", "check_cached_attention_step",
+    "check_top_p", "check_min_p",
+    "check_training_flops", "check_fit_power_law", "check_compute_optimal",
+    "check_assistant_mask", "check_lora_forward", "check_lora_param_count",
+    "check_bradley_terry_loss", "check_exact_posterior",
+]

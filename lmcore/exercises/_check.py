@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["CheckFailed", "run_check", "expect_tensor"]
 

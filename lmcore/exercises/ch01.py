@@ -6,7 +6,7 @@ independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

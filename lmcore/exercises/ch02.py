@@ -1,15 +1,15 @@
 """Checks for the exercises of chapter 2, "N-gram models".
 
 Each ``check_<name>(fn)`` runs the student's function on fixed and random cases, compares it with
-``lmcore.ngram.NGramLM`` (or a direct formula) and prints ``PASS`` or ``FAIL`` with a hint.
+``lmcore.NGramLM`` (or a direct formula) and prints ``PASS`` or ``FAIL`` with a hint.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from ..ngram import NGramLM
+from ..models import NGramLM
 from ._check import CheckFailed, run_check
 
 __all__ = ["check_bigram_probs", "check_jelinek_mercer"]
@@ -51,7 +51,7 @@ def check_bigram_probs(bigram_probs: Callable[[list[int], int, float], np.ndarra
                                       "is a distribution over the next token: divide by the count of the "
                                       "context plus eps times the vocabulary size")
                 if not np.allclose(got, want, atol=1e-9):
-                    a, b = np.unravel_index(np.argmax(np.abs(got - want)), got.shape)
+                    a, b = (int(i) for i in np.unravel_index(np.argmax(np.abs(got - want)), got.shape))
                     raise CheckFailed(f"{case}, eps={eps}: p({b} | {a}) is {got[a, b]:.4f}, which is wrong. "
                                       "Count how often token a is followed by b, add eps, and normalise "
                                       "over every possible b (a context seen only at the very end of the "

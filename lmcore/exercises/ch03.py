@@ -6,10 +6,9 @@ with it directly.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from ..tokenizers import BPETokenizer
-from ..tokenizers.bpe import _merge_pair
+from ..tokenizers import BPETokenizer, merge_pair
 from ._check import CheckFailed, run_check
 
 __all__ = ["check_merge", "check_apply_merges", "check_train_bpe"]
@@ -32,7 +31,7 @@ def check_merge(merge: Callable[[list[int], tuple[int, int], int], list[int]], q
         cases = [([1, 2, 3, 1, 2], (1, 2), 9), ([5, 5, 5], (5, 5), 7), ([5, 5, 5, 5], (5, 5), 7),
                  ([1, 2], (2, 1), 8), ([], (1, 2), 3), ([4], (4, 4), 6)]
         for ids, pair, new in cases:
-            want = _merge_pair(ids, pair[0], pair[1], new)
+            want = merge_pair(ids, pair[0], pair[1], new)
             got = _as_ids(merge(list(ids), pair, new), f"merge({ids}, {pair}, {new})")
             if got != want:
                 hint = ("overlapping occurrences: after merging a pair, continue after its second element"

@@ -5,11 +5,12 @@ independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from ._check import CheckFailed, expect_tensor as _tensor, run_check
+from ._check import CheckFailed, run_check
+from ._check import expect_tensor as _tensor
 
 __all__ = ["check_context_windows", "check_mlp_logits"]
 

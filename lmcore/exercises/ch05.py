@@ -6,11 +6,12 @@ independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from ._check import CheckFailed, expect_tensor as _tensor, run_check
+from ._check import CheckFailed, run_check
+from ._check import expect_tensor as _tensor
 
 __all__ = ["check_causal_attention", "check_layer_norm"]
 
@@ -79,7 +80,8 @@ def check_layer_norm(layer_norm: Callable[[torch.Tensor, torch.Tensor, torch.Ten
     then scaled by ``gain`` and shifted by ``bias``; must match ``torch.nn.LayerNorm``."""
     def body() -> None:
         g = torch.Generator().manual_seed(1)
-        for case, shape, eps in (("x of shape (4, 6)", (4, 6), 1e-5), ("x of shape (2, 3, 8), eps = 0.5", (2, 3, 8), 0.5)):
+        cases = (("x of shape (4, 6)", (4, 6), 1e-5), ("x of shape (2, 3, 8), eps = 0.5", (2, 3, 8), 0.5))
+        for case, shape, eps in cases:
             C = shape[-1]
             x = 3 * torch.randn(*shape, generator=g) + 2
             gain, bias = torch.randn(C, generator=g), torch.randn(C, generator=g)
@@ -90,7 +92,8 @@ def check_layer_norm(layer_norm: Callable[[torch.Tensor, torch.Tensor, torch.Ten
                 want = ln(x)
             got = _tensor(layer_norm(x.clone(), gain, bias, eps), "layer_norm")
             if tuple(got.shape) != tuple(want.shape):
-                raise CheckFailed(f"{case}: the output must have the shape of x, {tuple(shape)}, got {tuple(got.shape)}")
+                raise CheckFailed(f"{case}: the output must have the shape of x, {tuple(shape)}, "
+                                  f"got {tuple(got.shape)}")
             if torch.allclose(got, want, rtol=1e-4, atol=1e-4):
                 continue
             mean = x.mean(-1, keepdim=True)

@@ -7,7 +7,7 @@ and prints ``PASS`` or ``FAIL`` with a hint that names the mistake without givin
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -28,10 +28,10 @@ def _as_tensor(value, what: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 # --- exercise: the sinusoidal table ---------------------------------------------------------------
 
-def _sinusoidal_reference(block_size: int, n_embd: int, variant: str = "right") -> torch.Tensor:
+def _sinusoidal_reference(context_length: int, n_embd: int, variant: str = "right") -> torch.Tensor:
     """The table by the formula, entry by entry; ``variant`` builds the usual wrong versions."""
-    table = torch.empty(block_size, n_embd, dtype=torch.float64)
-    for t in range(block_size):
+    table = torch.empty(context_length, n_embd, dtype=torch.float64)
+    for t in range(context_length):
         for i in range(n_embd // 2):
             exponent = (i if variant == "frequency" else 2 * i) / n_embd
             angle = t / 10000.0 ** exponent
@@ -46,7 +46,7 @@ def _sinusoidal_reference(block_size: int, n_embd: int, variant: str = "right") 
 
 
 def check_sinusoidal_table(sinusoidal_table: Callable[[int, int], torch.Tensor], quiet: bool = False) -> bool:
-    """Check ``sinusoidal_table(block_size, n_embd)`` → ``(block_size, n_embd)`` with
+    """Check ``sinusoidal_table(context_length, n_embd)`` → ``(context_length, n_embd)`` with
     ``PE[t, 2i] = sin(t / 10000^(2i/n_embd))`` and ``PE[t, 2i+1] = cos(t / 10000^(2i/n_embd))``."""
     hints = {
         "swapped": "even columns hold the sine and odd columns the cosine; yours are the other way round",
@@ -56,16 +56,16 @@ def check_sinusoidal_table(sinusoidal_table: Callable[[int, int], torch.Tensor],
     }
 
     def body() -> None:
-        for block_size, n_embd in ((1, 4), (8, 6), (50, 16), (200, 64)):
-            case = f"block_size={block_size}, n_embd={n_embd}"
-            got = _as_tensor(sinusoidal_table(block_size, n_embd), f"sinusoidal_table({block_size}, {n_embd})",
-                             (block_size, n_embd))
-            if torch.allclose(got, _sinusoidal_reference(block_size, n_embd), atol=1e-5):
+        for context_length, n_embd in ((1, 4), (8, 6), (50, 16), (200, 64)):
+            case = f"context_length={context_length}, n_embd={n_embd}"
+            got = _as_tensor(sinusoidal_table(context_length, n_embd), f"sinusoidal_table({context_length}, {n_embd})",
+                             (context_length, n_embd))
+            if torch.allclose(got, _sinusoidal_reference(context_length, n_embd), atol=1e-5):
                 continue
             for variant, hint in hints.items():
-                if torch.allclose(got, _sinusoidal_reference(block_size, n_embd, variant), atol=1e-5):
+                if torch.allclose(got, _sinusoidal_reference(context_length, n_embd, variant), atol=1e-5):
                     raise CheckFailed(f"{case}: {hint}")
-            want = _sinusoidal_reference(block_size, n_embd)
+            want = _sinusoidal_reference(context_length, n_embd)
             t, c = divmod(int((got - want).abs().argmax()), n_embd)
             raise CheckFailed(f"{case}: entry [t={t}, column={c}] is {got[t, c]:.5f}; "
                               "it should follow the formula above (position t, column pair 2i, 2i+1)")

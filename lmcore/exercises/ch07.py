@@ -6,11 +6,11 @@ independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from ..kv_cache import KVCache
+from ..models import KVCache
 from ._check import CheckFailed, run_check
 
 __all__ = ["check_kv_cache_bytes", "check_cached_attention_step"]
@@ -50,7 +50,7 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], quiet: bool = False
             want = _measured_cache_bytes(n_layer, n_kv_head, head_dim, seq_len, dtype, batch, window)
             if isinstance(got, torch.Tensor) and got.numel() == 1:
                 got = got.item()
-            if isinstance(got, float) and got.is_integer():
+            if isinstance(got, float) and float(got).is_integer():
                 got = int(got)
             if isinstance(got, bool) or not isinstance(got, int):
                 raise CheckFailed(f"{case}: return a whole number of bytes (an int), got {got!r}")

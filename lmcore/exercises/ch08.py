@@ -2,11 +2,11 @@
 
 ``check_top_p(fn)`` and ``check_min_p(fn)`` run the student's filter on fixed and random
 distributions, compare it with a reference written here (a plain loop over sorted probabilities,
-independent of ``lmcore.sampling``) and print ``PASS`` or ``FAIL`` with a hint.
+independent of ``lmcore.decoding.sampling``) and print ``PASS`` or ``FAIL`` with a hint.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

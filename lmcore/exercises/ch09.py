@@ -7,11 +7,11 @@ definitions (independent of ``lmcore.scaling``) and print ``PASS`` or ``FAIL`` w
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from ..model import GPTConfig
+from ..models import GPTConfig
 from ._check import CheckFailed, run_check
 
 __all__ = ["check_training_flops", "check_fit_power_law", "check_compute_optimal"]
@@ -30,9 +30,9 @@ def _non_embedding_params(cfg: GPTConfig) -> int:
 
 # Real shapes: GPT-2 small, GPT-2 XL and GPT-3 175B (tied output head, learned positions).
 _FLOP_CASES = [
-    (GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768), 10 ** 9),
-    (GPTConfig(vocab_size=50257, block_size=1024, n_layer=48, n_head=25, n_embd=1600), 4 * 10 ** 10),
-    (GPTConfig(vocab_size=50257, block_size=2048, n_layer=96, n_head=96, n_embd=12288), 3 * 10 ** 11),
+    (GPTConfig(vocab_size=50257, context_length=1024, n_layer=12, n_head=12, n_embd=768), 10 ** 9),
+    (GPTConfig(vocab_size=50257, context_length=1024, n_layer=48, n_head=25, n_embd=1600), 4 * 10 ** 10),
+    (GPTConfig(vocab_size=50257, context_length=2048, n_layer=96, n_head=96, n_embd=12288), 3 * 10 ** 11),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Checks for the exercises of the chapter "Post-training: chat, instruction tuning, LoRA".
+"""Checks for the exercises of chapter 10, "Post-training: chat, instruction tuning, LoRA".
 
 * ``check_assistant_mask(fn)``: ``fn(messages, template) -> list[bool]``, one flag per token of
   ``template.encode(messages).ids``, True on the assistant's content and its end-of-turn marker.
@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -37,7 +37,7 @@ def _start_marker_positions(text: str, marker: str) -> set[int]:
 
 def check_assistant_mask(assistant_mask: Callable, quiet: bool = False) -> bool:
     """Check ``assistant_mask(messages, template) -> list[bool]`` against ``ChatTemplate.encode``."""
-    from ..chat import ChatTemplate
+    from ..alignment.chat import ChatTemplate
     from ..data import ToyLanguage
     from ..tokenizers import CharTokenizer
 
@@ -118,12 +118,12 @@ def check_lora_forward(lora_forward: Callable, quiet: bool = False) -> bool:
 
 def check_lora_param_count(lora_param_count: Callable, quiet: bool = False) -> bool:
     """Check ``lora_param_count(n_layer, n_embd, r) -> int`` against ``apply_lora`` on real GPTs."""
-    from ..lora import apply_lora, mark_only_lora_trainable, lora_parameter_counts
-    from ..model import GPT, GPTConfig
+    from ..models import GPT, GPTConfig
+    from ..models.lora import apply_lora, lora_parameter_counts, mark_only_lora_trainable
 
     def body() -> None:
         for n_layer, n_embd, r in [(1, 8, 1), (2, 16, 4), (4, 128, 8), (3, 24, 2)]:
-            model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=n_layer, n_head=2, n_embd=n_embd))
+            model = GPT(GPTConfig(vocab_size=5, context_length=4, n_layer=n_layer, n_head=2, n_embd=n_embd))
             want = lora_parameter_counts(mark_only_lora_trainable(apply_lora(model, r=r))).trainable
             got = lora_param_count(n_layer, n_embd, r)
             if isinstance(got, bool) or not isinstance(got, int):

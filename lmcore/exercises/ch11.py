@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -45,8 +45,7 @@ def check_bradley_terry_loss(bradley_terry_loss: Callable[[torch.Tensor, torch.T
 
     def body() -> None:
         for case, rc, rr in cases:
-            got = bradley_terry_loss(torch.tensor(rc), torch.tensor(rr))
-            got = _as_float(got, case)
+            got = _as_float(bradley_terry_loss(torch.tensor(rc), torch.tensor(rr)), case)
             want = _bt_reference(rc, rr)
             if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5):
                 continue

@@ -1,6 +1,11 @@
-"""Tokenizers: a shared base class and its subclasses (character-level, byte-level BPE)."""
-from .base import Tokenizer, load_tokenizer
-from .char import CharTokenizer
-from .bpe import BPETokenizer
+"""Tokenizers (chapter 3): a shared base class and its subclasses, character-level and byte-level BPE.
 
-__all__ = ["Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer"]
+``train_merges`` and ``merge_pair`` are the two steps of BPE training that chapter 3 has the reader
+write and then compares with these.
+"""
+from .base import Tokenizer, load_tokenizer
+from .bpe import GPT2_PATTERN, BPETokenizer, merge_pair, train_merges
+from .char import CharTokenizer
+
+__all__ = ["Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer", "GPT2_PATTERN", "train_merges",
+           "merge_pair"]

@@ -1,4 +1,4 @@
-"""The tokenizer interface every tokenizer in the book shares (in the spirit of minbpe).
+"""The tokenizer interface every tokenizer in the book shares, in the spirit of minbpe (chapter 3).
 
 A tokenizer maps text to a list of integer ids and back.  Subclasses implement ``train``,
 ``encode``, ``decode`` and the two halves of serialisation (``_state`` / ``_from_state``); the base
@@ -17,7 +17,7 @@ from .._io import atomic_write
 __all__ = ["Tokenizer", "load_tokenizer"]
 
 FORMAT_VERSION = 1
-_REGISTRY: dict[str, type["Tokenizer"]] = {}
+_REGISTRY: dict[str, type[Tokenizer]] = {}
 
 
 class Tokenizer:
@@ -34,7 +34,7 @@ class Tokenizer:
     def vocab_size(self) -> int:
         raise NotImplementedError
 
-    def train(self, text: str, *args: Any, **kwargs: Any) -> "Tokenizer":
+    def train(self, text: str, *args: Any, **kwargs: Any) -> Tokenizer:
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
@@ -47,7 +47,7 @@ class Tokenizer:
         raise NotImplementedError
 
     @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> "Tokenizer":
+    def _from_state(cls, state: dict[str, Any]) -> Tokenizer:
         raise NotImplementedError
 
     # --- shared behaviour -------------------------------------------------------------------
@@ -80,7 +80,7 @@ class Tokenizer:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Load a tokenizer saved by :meth:`save`; the file's ``kind`` must match ``cls``."""
         tok = load_tokenizer(path)
         if cls is not Tokenizer and not isinstance(tok, cls):

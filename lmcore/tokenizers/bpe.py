@@ -1,4 +1,4 @@
-"""A byte-level byte-pair-encoding (BPE) tokenizer (Gage 1994; Sennrich et al. 2016; GPT-2).
+"""A byte-level byte-pair-encoding (BPE) tokenizer (Gage 1994; Sennrich et al. 2016; GPT-2), chapter 3.
 
 The base vocabulary is the 256 byte values, so any Unicode string can be encoded (as its UTF-8
 bytes) and nothing is ever "unknown".  Training repeatedly replaces the most frequent adjacent pair
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from typing import Any, Collection, Iterable
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import regex
 
 from .base import Tokenizer
 
-__all__ = ["BPETokenizer", "GPT2_PATTERN"]
+__all__ = ["BPETokenizer", "GPT2_PATTERN", "train_merges", "merge_pair"]
 
 # GPT-2's pre-tokenizer (Radford et al. 2019): common English contractions, then letters, digits
 # or other symbols each with an optional leading space, then runs of whitespace (a run before a
@@ -41,7 +42,7 @@ GPT2_PATTERN = (r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s
 _CACHE_LIMIT = 100_000  # pre-tokens whose encoding is memoised per tokenizer
 
 
-def _merge_pair(ids: list[int], a: int, b: int, new: int) -> list[int]:
+def merge_pair(ids: list[int], a: int, b: int, new: int) -> list[int]:
     """Replace every occurrence of the pair (a, b) in ``ids`` by ``new``, scanning left to right."""
     out: list[int] = []
     i, n = 0, len(ids)
@@ -74,13 +75,13 @@ class BPETokenizer(Tokenizer):
         self._regex = regex.compile(pattern) if pattern is not None else None
         self.merges: list[tuple[int, int]] = []   # merges[r] creates token 256 + r
         for r, m in enumerate(merges):
-            m = list(m) if isinstance(m, (list, tuple)) else m
-            ok = (isinstance(m, list) and len(m) == 2
-                  and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256 + r for i in m))
+            pair = list(m) if isinstance(m, (list, tuple)) else m
+            ok = (isinstance(pair, list) and len(pair) == 2
+                  and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256 + r for i in pair))
             if not ok:
-                raise ValueError(f"merge {r} is {m!r}, expected a pair of ids of existing tokens "
+                raise ValueError(f"merge {r} is {pair!r}, expected a pair of ids of existing tokens "
                                  f"(each < {256 + r})")
-            self.merges.append((m[0], m[1]))
+            self.merges.append((pair[0], pair[1]))
         self._set_special(special_tokens)
         self._rebuild()
 
@@ -129,7 +130,7 @@ class BPETokenizer(Tokenizer):
         parts = regex.split(f"({alt})", text)
         return [(p, i % 2 == 1) for i, p in enumerate(parts) if p]
 
-    def train(self, text: str, vocab_size: int, *, verbose: bool = False) -> "BPETokenizer":
+    def train(self, text: str, vocab_size: int, *, verbose: bool = False) -> BPETokenizer:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``; returns ``self``.
 
         Fast: identical pre-tokens are counted once (a Counter), pair counts are kept up to date
@@ -175,7 +176,7 @@ class BPETokenizer(Tokenizer):
             r = ranks.get(pair)
             if r is None:
                 break
-            ids = _merge_pair(ids, pair[0], pair[1], 256 + r)
+            ids = merge_pair(ids, pair[0], pair[1], 256 + r)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[chunk] = ids
@@ -228,7 +229,7 @@ class BPETokenizer(Tokenizer):
                 "special_tokens": list(self._special_names)}
 
     @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> "BPETokenizer":
+    def _from_state(cls, state: dict[str, Any]) -> BPETokenizer:
         try:
             pattern, merges, special = state["pattern"], state["merges"], state["special_tokens"]
         except (KeyError, TypeError) as e:
@@ -240,7 +241,8 @@ class BPETokenizer(Tokenizer):
 
     def __repr__(self) -> str:
         return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
-                f"special_tokens={self._special_names}, pattern={'GPT-2' if self.pattern == GPT2_PATTERN else self.pattern!r})")
+                f"special_tokens={self._special_names}, "
+                f"pattern={'GPT-2' if self.pattern == GPT2_PATTERN else self.pattern!r})")
 
 
 def train_merges(words: list[list[int]], counts: list[int], num_merges: int,
@@ -276,7 +278,7 @@ def train_merges(words: list[list[int]], counts: list[int], num_merges: int,
             w, c = words[wi], counts[wi]
             if len(w) < 2:
                 continue
-            merged = _merge_pair(w, a, b, new)
+            merged = merge_pair(w, a, b, new)
             if len(merged) == len(w):
                 continue
             # take the old word's pairs out and the new word's pairs in; only pairs next to a

@@ -1,4 +1,4 @@
-"""A character-level tokenizer: one id per distinct character of the training text."""
+"""A character-level tokenizer: one id per distinct character of the training text (chapters 1 and 3)."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,19 +19,22 @@ class CharTokenizer(Tokenizer):
     kind = "char"
 
     def __init__(self, chars: str | None = None) -> None:
-        self.chars: list[str] = sorted(set(chars)) if chars else []
-        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.chars: list[str] = []
+        self.stoi: dict[str, int] = {}
+        if chars:
+            self.train(chars)
 
     @property
     def vocab_size(self) -> int:
         return len(self.chars)
 
-    def train(self, text: str) -> "CharTokenizer":
+    def train(self, text: str) -> CharTokenizer:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ValueError("text is empty: a character tokenizer needs at least one character")
-        self.__init__(text)
+        self.chars = sorted(set(text))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
         return self
 
     def encode(self, text: str) -> list[int]:
@@ -55,7 +58,7 @@ class CharTokenizer(Tokenizer):
         return {"chars": "".join(self.chars)}
 
     @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> "CharTokenizer":
+    def _from_state(cls, state: dict[str, Any]) -> CharTokenizer:
         chars = state.get("chars") if isinstance(state, dict) else None
         # ids are positions in the sorted vocabulary: a string that is not sorted and distinct
         # would silently renumber every id, so it is rejected rather than repaired

@@ -12,7 +12,7 @@ were trained once from a *recipe* and ship with the package as safetensors files
 
 :func:`pretrained` checks every file against the manifest and loads the model in well under a
 second; a file that fails its checksum is a clear error, never a silent retrain.
-``pretrained(name, retrain=True)`` (:func:`retrain_model`, or ``python -m lmcore.zoo retrain NAME``) trains the recipe
+``pretrained(name, retrain=True)`` (:func:`retrain_model`, or ``python -m lmcore zoo retrain NAME``) trains the recipe
 again on this machine, caches the result under ``lmcore.data.cache_dir()`` and reports how far its
 validation loss is from the shipped model's, against the recipe's stated tolerance.
 
@@ -26,17 +26,17 @@ Models:
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +45,12 @@ from safetensors.torch import save_model as save_safetensors
 
 from .. import data
 from .._io import atomic_write, sha256_file
-from ..checkpoint import load_checkpoint, resolve_checkpoint
-from ..model import GPT, GPTConfig
-from ..runtime import get_device, seed_everything, single_thread
+from .._version import __version__
+from ..models import GPT, GPTConfig
+from ..runtime import get_device, seed_everything, torch_threads
 from ..tokenizers import CharTokenizer, Tokenizer, load_tokenizer
-from ..trainer import TrainConfig, Trainer
+from ..training import TrainConfig, Trainer
+from ..training.checkpoint import load_checkpoint, resolve_checkpoint
 
 __all__ = ["Recipe", "RECIPES", "RetrainReport", "pretrained", "retrain_model", "ship", "list_models", "model_info",
            "verify", "load_model", "validation_loss", "weights_dir", "FILES"]
@@ -82,7 +83,7 @@ RECIPES: dict[str, Recipe] = {
     "toy-char": Recipe(
         corpus="toy",
         description="char-level GPT on the toy language (4 layers, 4 heads, 128 dims, context 128)",
-        model=dict(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+        model=dict(context_length=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
         # 2000 steps, chosen by measurement (benchmarks/RESULTS.md): in 500 sampled stories pronoun
         # errors fall from 51% (chance) at step 500 to 5% by step 1000 and 2% at 2000, valid stories
         # from 41% to 92%, and the validation estimate from 0.391 to 0.355 (the floor is 0.3425).
@@ -93,7 +94,7 @@ RECIPES: dict[str, Recipe] = {
     "shakespeare-char": Recipe(
         corpus="tinyshakespeare",
         description="char-level GPT on Tiny Shakespeare (4 layers, 4 heads, 128 dims, context 64)",
-        model=dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+        model=dict(context_length=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
         train=dict(max_steps=1000, batch_size=12, lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.1,
                    eval_interval=250, eval_iters=20),
         val_tolerance=0.02,
@@ -147,7 +148,7 @@ def verify(name: str, root: Path | None = None) -> Path:
         path = folder / file
         if not path.is_file():
             raise FileNotFoundError(f"shipped file {path} is missing; reinstall lmcore (or `git checkout "
-                                    f"lmcore/zoo/weights`), or rebuild it: python -m lmcore.zoo retrain {name}")
+                                    f"lmcore/zoo/weights`), or rebuild it: python -m lmcore zoo retrain {name}")
         actual = sha256_file(path)
         if actual != expected.get(file):
             raise ValueError(f"shipped file {path} fails its checksum: sha256 {actual[:16]}..., the manifest "
@@ -208,15 +209,15 @@ def _corpus(name: str, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor, Char
 def validation_loss(model: GPT, ids: torch.Tensor, batch_size: int = 64) -> float:
     """Mean next-token cross-entropy of ``model`` over a whole token stream (nats/token).
 
-    Deterministic, unlike a loss estimated on random batches: windows of ``block_size`` tokens
+    Deterministic, unlike a loss estimated on random batches: windows of ``context_length`` tokens
     overlap by half, and every token after the first window is scored with at least half a block of
     context (the first window scores all its tokens).
     """
-    block = model.config.block_size
+    block = model.config.context_length
     stride = block // 2
     ids = torch.as_tensor(ids, dtype=torch.long)
     if ids.ndim != 1 or ids.numel() <= block:
-        raise ValueError(f"ids must be a 1-D stream longer than block_size={block}, got shape {tuple(ids.shape)}")
+        raise ValueError(f"ids must be a 1-D stream longer than context_length={block}, got shape {tuple(ids.shape)}")
     device = next(model.parameters()).device
     starts = list(range(0, ids.numel() - block, stride))
     total, count = 0.0, 0
@@ -236,13 +237,6 @@ def validation_loss(model: GPT, ids: torch.Tensor, batch_size: int = 64) -> floa
     return total / count
 
 
-def _version() -> str:
-    try:
-        return metadata.version("lmcore")
-    except metadata.PackageNotFoundError:   # run from a source tree that was never installed
-        return "unknown"
-
-
 def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress: bool) -> None:
     """Train ``recipe`` on ``device`` and write the model's files (``FILES``) into ``out``."""
     train_ids, val_ids, tok = _corpus(name, recipe)
@@ -253,11 +247,12 @@ def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress:
         # Each story follows a newline, and generation is prompted with one: windows that start
         # there teach the model how stories begin, and show it whole stories.
         newline = tok.encode("\n")[0]
-        splits = {s: (ids, torch.nonzero(ids == newline).flatten()) for s, ids in (("train", train_ids), ("val", val_ids))}
+        splits = {s: (ids, torch.nonzero(ids == newline).flatten())
+                  for s, ids in (("train", train_ids), ("val", val_ids))}
 
         def batch_fn(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             ids, starts = splits[split]
-            return data.get_batch(ids, config.batch_size, recipe.model["block_size"], "cpu", generator,
+            return data.get_batch(ids, config.batch_size, recipe.model["context_length"], "cpu", generator,
                                   doc_starts=starts, aligned=recipe.aligned)
 
         trainer = Trainer(model, config, batch_fn=batch_fn)
@@ -265,12 +260,12 @@ def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress:
         trainer = Trainer(model, config, train_ids, val_ids)
     t0 = time.perf_counter()
     # One thread on a CPU: whoever trains this recipe on the same kind of CPU gets the same weights.
-    with single_thread() if device.type == "cpu" else contextlib.nullcontext():
+    with torch_threads(1 if device.type == "cpu" else None):
         trainer.train()
         seconds = time.perf_counter() - t0
         val = validation_loss(model, val_ids)
     meta = {"name": name, "recipe": asdict(recipe), "recipe_key": recipe.key(), "model_config": asdict(model.config),
-            "lmcore_version": _version(), "torch_version": torch.__version__, "device": device.type,
+            "lmcore_version": __version__, "torch_version": torch.__version__, "device": device.type,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "train_seconds": round(seconds, 1),
             "steps": trainer.step, "tokens": trainer.tokens, "val_loss": val, "history": trainer.history}
     # save_model stores the tied embedding / output matrix once (safetensors refuses shared tensors)
@@ -348,7 +343,7 @@ def retrain_model(name: str, device: str | torch.device | None = None, progress:
 
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None,
                tag: str = "last") -> tuple[GPT, Tokenizer]:
-    """``(model, tokenizer)`` from a training run's directory (``python -m lmcore.train --out DIR``)
+    """``(model, tokenizer)`` from a training run's directory (``python -m lmcore train --out DIR``)
     or a zoo model's folder: the GPT in eval mode on ``device``, and its ``tokenizer.json``."""
     device = get_device(device)
     folder = Path(path)

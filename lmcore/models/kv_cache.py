@@ -10,10 +10,17 @@ matrix multiplies plus one attention read over the stored keys.
 ``torch.cat`` per token (which would copy the whole cache every step). ``nbytes`` reports the
 memory the buffers really occupy and ``kv_cache_bytes`` is the textbook formula
 ``2 · n_layer · n_kv_head · head_dim · seq_len · bytes_per_element`` (times the batch size).
+
+The cache owns its state changes: ``update`` / ``advance`` during a forward pass, ``reset`` to start
+over, ``reorder(rows)`` when beam search keeps some hypotheses and drops others, and
+``prefill(other)`` to copy a prompt that was run once into every row of a bigger batch.
+Chapter 7 builds it and measures what it saves.
 """
 from __future__ import annotations
 
 import torch
+
+from .._checks import check_int
 
 __all__ = ["KVCache", "kv_cache_bytes"]
 
@@ -27,8 +34,7 @@ def kv_cache_bytes(n_layer: int, n_kv_head: int, head_dim: int, seq_len: int,
     for name, value in (("n_layer", n_layer), ("n_kv_head", n_kv_head), ("head_dim", head_dim),
                         ("seq_len", seq_len), ("bytes_per_element", bytes_per_element),
                         ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        check_int(name, value, low=0)
     return 2 * n_layer * n_kv_head * head_dim * seq_len * bytes_per_element * batch_size
 
 
@@ -44,8 +50,7 @@ class KVCache:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         for name, value in (("n_layer", n_layer), ("batch_size", batch_size), ("n_kv_head", n_kv_head),
                             ("max_len", max_len), ("head_dim", head_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, value, low=1)
         shape = (batch_size, n_kv_head, max_len, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
@@ -83,3 +88,40 @@ class KVCache:
     def reset(self) -> None:
         """Forget every stored position (the buffers are reused, not freed)."""
         self.length = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep, for every new row ``i``, the cached entries of old row ``rows[i]`` (beam search).
+
+        ``rows`` (B',) int64 may repeat or drop rows, so the batch size can change.
+        """
+        if not isinstance(rows, torch.Tensor) or rows.dim() != 1 or rows.dtype not in (torch.long, torch.int32):
+            raise ValueError("rows must be a 1-D integer tensor of row indices")
+        # index_select copies: a beam kept twice gets two independent buffers to write into
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
+
+    def prefill(self, other: KVCache) -> None:
+        """Copy the positions ``other`` holds into every row of this (empty) cache.
+
+        Run a prompt once with a batch-1 cache, then fan it out to ``batch_size`` samples: each row
+        continues from the same keys and values without recomputing them.
+        """
+        if not isinstance(other, KVCache):
+            raise TypeError(f"other must be a KVCache, got {type(other).__name__}")
+        if self.length != 0:
+            raise ValueError(f"prefill needs an empty cache; this one holds {self.length} positions (reset() it)")
+        if len(other.keys) != len(self.keys) or other.keys[0].shape[1::2] != self.keys[0].shape[1::2]:
+            raise ValueError("other has a different number of layers, heads or head size")
+        if other.batch_size not in (1, self.batch_size):
+            raise ValueError(f"other holds {other.batch_size} rows; prefill copies 1 row to many, "
+                             f"or {self.batch_size} rows one to one")
+        if other.length > self.max_len:
+            raise ValueError(f"other holds {other.length} positions, more than this cache's max_len={self.max_len}")
+        n = other.length
+        for mine, theirs in zip((*self.keys, *self.values), (*other.keys, *other.values)):
+            mine[:, :, :n] = theirs[:, :, :n]      # broadcasts a batch-1 cache over every row
+        self.length = n

@@ -7,7 +7,7 @@ model calls (and a chapter can plot):
 
 - **sinusoidal** (Vaswani et al., 2017): a fixed table ``PE[pos, 2i] = sin(pos / 10000^(2i/C))``,
   ``PE[pos, 2i+1] = cos(...)`` added to the token embeddings. Nothing is learned.
-- **learned** (GPT-2): a trainable ``nn.Embedding(block_size, n_embd)`` added to the token
+- **learned** (GPT-2): a trainable ``nn.Embedding(context_length, n_embd)`` added to the token
   embeddings. It lives in the model (``GPT.transformer.wpe``); there is no maths to put here.
 - **RoPE** (Su et al., 2021): rotate each (even, odd) pair of query/key features by an angle
   proportional to the position. The dot product of a rotated query at position ``m`` and a rotated
@@ -39,8 +39,8 @@ __all__ = [
 ROPE_SCALINGS = (None, "linear", "ntk")
 
 
-def sinusoidal_table(block_size: int, n_embd: int, base: float = 10000.0) -> torch.Tensor:
-    """The fixed sinusoidal position table, shape ``(block_size, n_embd)``.
+def sinusoidal_table(context_length: int, n_embd: int, base: float = 10000.0) -> torch.Tensor:
+    """The fixed sinusoidal position table, shape ``(context_length, n_embd)``.
 
     Column pair ``(2i, 2i+1)`` is ``(sin, cos)`` of ``pos * base^(-2i/n_embd)``: wavelengths grow
     geometrically from ``2π`` to ``2π·base``, so nearby positions have similar rows and the dot
@@ -48,10 +48,10 @@ def sinusoidal_table(block_size: int, n_embd: int, base: float = 10000.0) -> tor
     """
     if n_embd % 2:
         raise ValueError(f"n_embd must be even for the sinusoidal table, got {n_embd}")
-    pos = torch.arange(block_size, dtype=torch.float64)[:, None]                 # (T, 1)
+    pos = torch.arange(context_length, dtype=torch.float64)[:, None]                 # (T, 1)
     inv_freq = base ** (-torch.arange(0, n_embd, 2, dtype=torch.float64) / n_embd)  # (C/2,)
     angles = pos * inv_freq                                                       # (T, C/2)
-    table = torch.empty(block_size, n_embd, dtype=torch.float64)
+    table = torch.empty(context_length, n_embd, dtype=torch.float64)
     table[:, 0::2] = torch.sin(angles)
     table[:, 1::2] = torch.cos(angles)
     return table.float()

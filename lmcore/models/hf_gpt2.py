@@ -1,4 +1,5 @@
-"""Load Hugging Face GPT-2 weights into ``lmcore.GPT``, offline.
+"""Load Hugging Face GPT-2 weights into ``lmcore.GPT``, offline. No chapter needs it; the tests use
+it to check chapter 5's GPT against GPT-2 itself, and the chapter 7 benchmark to time both.
 
 GPT-2 is exactly our ``GPT`` with learned positions, biases, tanh-GELU ("gelu_new"), pre-norm,
 a tied output head and LayerNorm epsilon 1e-5. The parameter names even match (both follow the
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .model import GPT, GPTConfig
+from .gpt import GPT, GPTConfig
 
 __all__ = ["from_hf_gpt2", "gpt2_config_from_hf"]
 
@@ -44,7 +45,7 @@ def gpt2_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
         if hf_config.get(flag, supported) != supported:
             raise ValueError(f"GPT-2 option {flag}={hf_config[flag]!r} is not supported (need {supported})")
     return GPTConfig(
-        vocab_size=hf_config["vocab_size"], block_size=hf_config["n_positions"],
+        vocab_size=hf_config["vocab_size"], context_length=hf_config["n_positions"],
         n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=n_embd,
         dropout=0.0, bias=True, pos_encoding="learned", norm="pre",
         tie_weights=hf_config.get("tie_word_embeddings", True), activation=_ACTIVATIONS[act],

@@ -1,11 +1,12 @@
-"""Training on more than one process: DistributedDataParallel (DDP) helpers for the Trainer.
+"""Training on more than one process: DistributedDataParallel (DDP) helpers for the Trainer. No
+chapter needs more than one process; this is for readers who take chapter 4's Trainer to a GPU box.
 
 With DDP every process (a *rank*) holds a full copy of the model, computes gradients on its own
 slice of the global batch, and the gradients are averaged across ranks during ``backward()``; all
 copies therefore take the same optimiser step and stay identical.  The :class:`lmcore.Trainer`
 notices an initialised process group by itself: it slices each global batch by rank, wraps the
 model in DDP, all-reduces the logged losses, and lets only rank 0 write checkpoints and show a
-progress bar.  ``python -m lmcore.train`` calls :func:`init_distributed` when started by
+progress bar.  ``python -m lmcore train`` calls :func:`init_distributed` when started by
 ``torchrun``.
 
 Multi-GPU and multi-node launch
@@ -13,7 +14,7 @@ Multi-GPU and multi-node launch
 
 One machine, all its GPUs (NCCL backend, one process per GPU)::
 
-    torchrun --standalone --nproc_per_node=gpu -m lmcore.train --corpus tinyshakespeare --out runs/shakespeare
+    torchrun --standalone --nproc_per_node=gpu -m lmcore train --corpus tinyshakespeare --out runs/shakespeare
 
 Several machines (here 2 nodes with 8 GPUs each).  Run the same command on every node, changing
 only ``--node_rank``; ``--master_addr`` is an address of node 0 that all nodes can reach, and
@@ -22,11 +23,11 @@ only ``--node_rank``; ``--master_addr`` is an address of node 0 that all nodes c
     # on node 0
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 \\
              --master_addr=10.0.0.1 --master_port=29500 \\
-             -m lmcore.train --corpus tinyshakespeare --batch-size 512 --out /shared/runs/shakespeare
+             -m lmcore train --corpus tinyshakespeare --batch-size 512 --out /shared/runs/shakespeare
     # on node 1
     torchrun --nnodes=2 --node_rank=1 --nproc_per_node=8 \\
              --master_addr=10.0.0.1 --master_port=29500 \\
-             -m lmcore.train --corpus tinyshakespeare --batch-size 512 --out /shared/runs/shakespeare
+             -m lmcore train --corpus tinyshakespeare --batch-size 512 --out /shared/runs/shakespeare
 
 Notes:
 
@@ -37,7 +38,7 @@ Notes:
   directory: put ``--out`` on a shared file system, or copy ``last.pt`` (with its ``.sha256``) to
   each node first.
 * Without GPUs the same commands work on CPUs with the gloo backend (e.g.
-  ``torchrun --standalone --nproc_per_node=2 -m lmcore.train ...``); useful for testing, slow
+  ``torchrun --standalone --nproc_per_node=2 -m lmcore train ...``); useful for testing, slow
   for training.
 * If NCCL hangs across nodes, ``NCCL_DEBUG=INFO`` shows which network interface it picked;
   ``NCCL_SOCKET_IFNAME=eth0`` (your interface name) pins it.

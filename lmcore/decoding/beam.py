@@ -1,4 +1,4 @@
-"""Beam search: an approximate search for the most probable continuation.
+"""Beam search: an approximate search for the most probable continuation (chapter 8).
 
 Greedy decoding commits to the best token at every step, but the most probable *sequence* may
 start with a token that is not the most probable one. Beam search keeps the ``beam_width`` best
@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .kv_cache import KVCache
+from .._checks import check_float, check_int, eval_mode
 
 if TYPE_CHECKING:
-    from .model import GPT
+    from ..models import GPT
 
-__all__ = ["BeamHypothesis", "beam_search", "sequence_logprob"]
+__all__ = ["BeamHypothesis", "beam_search"]
 
 
 @dataclass(frozen=True)
@@ -55,18 +55,17 @@ class BeamHypothesis:
     finished: bool
 
 
-def _check_prompt(model: "GPT", idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+def _check_prompt(model: GPT, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
     if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int32) or idx.dim() not in (1, 2) \
             or (idx.dim() == 2 and idx.shape[0] != 1):
         raise ValueError("idx must be one prompt of token ids, an integer tensor of shape (T,) or (1, T)")
     idx = idx.reshape(-1).long()
     if idx.numel() == 0:
         raise ValueError("idx (the prompt) is empty; give at least one token (e.g. a beginning-of-text token)")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    if idx.numel() + max_new_tokens > model.config.block_size + 1:
+    check_int("max_new_tokens", max_new_tokens, low=1)
+    if idx.numel() + max_new_tokens > model.config.context_length + 1:
         raise ValueError(f"prompt ({idx.numel()} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                         f"context (block_size {model.config.block_size}) by more than one token; beam search "
+                         f"context (context_length {model.config.context_length}) by more than one token; beam search "
                          "does not slide the window: shorten the prompt or max_new_tokens")
     vocab_size = model.config.vocab_size
     if int(idx.min()) < 0 or int(idx.max()) >= vocab_size:
@@ -74,40 +73,26 @@ def _check_prompt(model: "GPT", idx: torch.Tensor, max_new_tokens: int) -> torch
     return idx
 
 
-def _reorder(cache: KVCache, rows: torch.Tensor) -> None:
-    """Make cache row ``i`` a copy of the old row ``rows[i]`` (the beams that survived)."""
-    for layer in range(len(cache.keys)):
-        cache.keys[layer] = cache.keys[layer].index_select(0, rows)
-        cache.values[layer] = cache.values[layer].index_select(0, rows)
-
-
 @torch.inference_mode()
-def beam_search(model: "GPT", idx: torch.Tensor, max_new_tokens: int, beam_width: int = 4,
+def beam_search(model: GPT, idx: torch.Tensor, max_new_tokens: int, beam_width: int = 4,
                 length_penalty: float = 0.0, stop_token: int | None = None) -> list[BeamHypothesis]:
     """Search for the most probable continuation of one prompt ``idx`` (T0,) or (1, T0).
 
     Returns up to ``beam_width`` hypotheses, best ``score`` first (see the module docstring):
     the finished ones and, if fewer than ``beam_width`` finished, the unfinished ones still in the
     beam after ``max_new_tokens`` steps. The prompt plus the generated tokens must fit in the
-    model's context (``T0 + max_new_tokens - 1 <= block_size``).
+    model's context (``T0 + max_new_tokens - 1 <= context_length``).
     """
-    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
-        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
-            or not math.isfinite(length_penalty):
-        raise ValueError(f"length_penalty must be a finite number (0 = raw log-probability), got {length_penalty!r}")
+    check_int("beam_width", beam_width, low=1)
+    check_float("length_penalty", length_penalty)         # 0 = rank by raw log-probability
     vocab_size = model.config.vocab_size
-    if stop_token is not None and (isinstance(stop_token, bool) or not isinstance(stop_token, int)
-                                   or not 0 <= stop_token < vocab_size):
-        raise ValueError(f"stop_token must be None or a token id in [0, {vocab_size}), got {stop_token!r}")
+    check_int("stop_token", stop_token, low=0, high=vocab_size - 1, optional=True)
     prompt = _check_prompt(model, idx, max_new_tokens)
 
     def score(logprob: float, n_new: int) -> float:
         return logprob / n_new ** length_penalty
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         cache = model.make_cache(1)
         logits, _ = model(prompt[None], kv_cache=cache, last_only=True)     # (1, 1, V)
         beams = prompt[None]                                                # (n_beams, T0 + step)
@@ -133,34 +118,11 @@ def beam_search(model: "GPT", idx: torch.Tensor, max_new_tokens: int, beam_width
             beam_lp = total[order[live]]
             if step == max_new_tokens:
                 break
-            _reorder(cache, rows)
+            cache.reorder(rows)
             logits, _ = model(toks[:, None], kv_cache=cache, last_only=True)
-    finally:
-        model.train(was_training)
     results = sorted(finished, key=lambda h: h.score, reverse=True)[:beam_width]
     if len(results) < beam_width:   # fill up with the best unfinished hypotheses
         unfinished = [BeamHypothesis(seq, float(lp), score(float(lp), seq.numel() - prompt.numel()), False)
                       for seq, lp in zip(beams, beam_lp)]
         results = sorted(results + unfinished, key=lambda h: h.score, reverse=True)[:beam_width]
     return results
-
-
-@torch.inference_mode()
-def sequence_logprob(model: "GPT", prompt: torch.Tensor, continuation: torch.Tensor) -> torch.Tensor:
-    """Total log-probability of ``continuation`` (B, N) after ``prompt`` (T0,) under ``model``.
-
-    One forward pass over prompt + continuation; returns (B,) in float64. The whole sequence must
-    fit in the model's context.
-    """
-    if continuation.dim() == 1:
-        continuation = continuation[None]
-    B, N = continuation.shape
-    seq = torch.cat([prompt.reshape(1, -1).expand(B, -1), continuation], dim=1)
-    was_training = model.training
-    model.eval()
-    try:
-        logits, _ = model(seq[:, :-1])
-    finally:
-        model.train(was_training)
-    logp = torch.log_softmax(logits[:, -N:].double(), dim=-1)                # (B, N, V)
-    return logp.gather(-1, continuation[..., None]).squeeze(-1).sum(-1)

@@ -1,4 +1,4 @@
-"""Checkpoints: save a training run atomically, load it safely, notice when a file is damaged.
+"""Checkpoints (chapter 4): save a training run atomically, load it safely, notice when a file is damaged.
 
 A checkpoint is one ``torch.save`` file holding only tensors and plain Python containers
 (dicts, lists, numbers, strings), so it loads with ``torch.load(..., weights_only=True)``, which
@@ -17,6 +17,7 @@ The layout written by :class:`lmcore.Trainer` in its ``out_dir``::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import zipfile
@@ -24,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
-from ._io import atomic_write, sha256_file
+from .._io import atomic_write, sha256_file
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "resolve_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
+           "model_config_dict", "unwrap"]
 
 FORMAT = "lmcore.checkpoint"
 FORMAT_VERSION = 1
@@ -46,7 +50,7 @@ def resolve_checkpoint(path: str | os.PathLike, tag: str = "last") -> Path:
     if path.is_dir():
         path = path / f"{tag}.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first (python -m lmcore.train --out DIR) "
+        raise FileNotFoundError(f"no checkpoint at {path}; train first (python -m lmcore train --out DIR) "
                                 "or pass the directory a run wrote")
     return path
 
@@ -93,3 +97,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path} has checkpoint format version {state.get('format_version')!r}; this "
                          f"lmcore reads version {FORMAT_VERSION}")
     return state
+
+
+def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
+    """The model's config as a plain dict (``model.config`` as a dataclass or dict), else None."""
+    config = getattr(unwrap(model), "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    return None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
+            model = inner
+        else:
+            return model

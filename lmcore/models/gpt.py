@@ -1,35 +1,33 @@
-"""A decoder-only transformer language model (GPT), readable top to bottom.
+"""A decoder-only transformer language model (GPT), readable top to bottom (chapter 5).
 
 The pieces, in the order the data flows through them:
 
 1. ``GPTConfig``: every size and switch, validated when constructed.
-2. ``CausalSelfAttention``: queries, keys and values from one projection; RoPE or ALiBi when asked;
-   ``softmax(Q Kᵀ / √d) V`` either through PyTorch's fused ``scaled_dot_product_attention``
-   ("sdpa") or written out explicitly ("reference", which can also return the attention weights).
-   Grouped-query attention shares each key/value head between ``n_head // n_kv_head`` query heads.
+2. ``CausalSelfAttention`` (in :mod:`lmcore.models.attention`): where tokens exchange information.
 3. ``MLP``: ``n_embd → 4·n_embd → GELU → n_embd``.
 4. ``Block``: attention and MLP, each wrapped in a residual connection with LayerNorm either
    before the sublayer (pre-norm, GPT-2) or after the residual sum (post-norm, the original
    transformer).
-5. ``GPT``: token embedding (+ learned or sinusoidal positions), the blocks, a final LayerNorm
-   and the output projection, tied to the token embedding by default. ``forward`` returns
-   ``(logits, loss)``; ``generate`` samples continuations with or without a KV cache.
+5. ``GPT``: token embedding (+ learned or sinusoidal positions, chapter 6), the blocks, a final
+   LayerNorm and the output projection, tied to the token embedding by default. ``forward``
+   returns ``(logits, loss)``. Sampling is not the model's job: ``lmcore.generate(model, ...)``
+   (chapter 8) drives it, with or without a KV cache (chapter 7).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._checks import check_choice, check_float, check_int
+from .attention import AttentionInputs, CausalSelfAttention
 from .kv_cache import KVCache
-from .positional import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, rope_cos_sin,
-                         rope_inv_freq, sinusoidal_table)
+from .positional import ROPE_SCALINGS, alibi_bias, alibi_slopes, rope_cos_sin, rope_inv_freq, sinusoidal_table
 
-__all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block"]
+__all__ = ["GPTConfig", "GPT", "MLP", "Block"]
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
 _is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)   # torch >= 2.3 has it
@@ -53,53 +51,44 @@ class GPTConfig:
     tokens barely register and training is slow; chapter 6 measures this and trains with the
     table (``model.pos_table``) multiplied by a small factor.
     """
-    vocab_size: int
-    block_size: int
-    n_layer: int
-    n_head: int
-    n_embd: int
-    dropout: float = 0.0
-    bias: bool = True
-    pos_encoding: str = "learned"
-    norm: str = "pre"
-    tie_weights: bool = True
-    n_kv_head: int | None = None
-    attn_impl: str = "sdpa"
-    activation: str = "gelu"
+    vocab_size: int                    # number of token ids the model reads and predicts
+    context_length: int                # most positions the model attends to (learned/sinusoidal rows)
+    n_layer: int                       # transformer blocks
+    n_head: int                        # query heads per attention layer
+    n_embd: int                        # width of the residual stream; n_embd / n_head per head
+    dropout: float = 0.0               # on embeddings, attention weights and residual branches
+    bias: bool = True                  # biases in Linear and LayerNorm layers (GPT-2 has them)
+    pos_encoding: str = "learned"      # "learned", "sinusoidal", "rope", "alibi" or "none" (chapter 6)
+    norm: str = "pre"                  # "pre": x + f(LN(x)) as in GPT-2; "post": LN(x + f(x))
+    tie_weights: bool = True           # output projection shares the token-embedding matrix
+    n_kv_head: int | None = None       # key/value heads (GQA); None = n_head, 1 = multi-query
+    attn_impl: str = "sdpa"            # "sdpa" (fused kernel) or "reference" (written out)
+    activation: str = "gelu"           # "gelu" (exact erf) or "gelu_new" (GPT-2's tanh approximation)
     layer_norm_eps: float = 1e-5
-    rope_base: float = 10000.0
-    rope_scaling: str | None = None
-    rope_scaling_factor: float = 1.0
+    rope_base: float = 10000.0         # RoPE's base: frequencies base^(-2i/head_dim)
+    rope_scaling: str | None = None    # None, "linear" (position interpolation) or "ntk"
+    rope_scaling_factor: float = 1.0   # how many times the training length the scaling stretches to
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            check_int(name, getattr(self, name), low=1)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.n_kv_head is not None:
-            if isinstance(self.n_kv_head, bool) or not isinstance(self.n_kv_head, int) or self.n_kv_head < 1:
-                raise ValueError(f"n_kv_head must be None or a positive int, got {self.n_kv_head!r}")
+        if check_int("n_kv_head", self.n_kv_head, low=1, optional=True) is not None:
             if self.n_head % self.n_kv_head:
                 raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        check_float("dropout", self.dropout, low=0, high=1, high_open=True)
         for name, allowed in (("pos_encoding", POS_ENCODINGS), ("norm", NORMS),
                               ("attn_impl", ATTN_IMPLS), ("activation", ACTIVATIONS),
                               ("rope_scaling", ROPE_SCALINGS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            check_choice(name, getattr(self, name), allowed)
         if self.pos_encoding == "rope" and self.head_dim % 2:
             raise ValueError(f"RoPE needs an even head_dim, got n_embd/n_head = {self.head_dim}")
         if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
             raise ValueError(f"the sinusoidal table needs an even n_embd, got {self.n_embd}")
-        if not (self.layer_norm_eps > 0):
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-        if not (self.rope_base > 1):
-            raise ValueError(f"rope_base must be > 1, got {self.rope_base!r}")
-        if not (self.rope_scaling_factor >= 1):
-            raise ValueError(f"rope_scaling_factor must be >= 1, got {self.rope_scaling_factor!r}")
+        check_float("layer_norm_eps", self.layer_norm_eps, low=0, low_open=True)
+        check_float("rope_base", self.rope_base, low=1, low_open=True)
+        check_float("rope_scaling_factor", self.rope_scaling_factor, low=1)
         if self.rope_scaling is not None and self.pos_encoding != "rope":
             raise ValueError(f"rope_scaling={self.rope_scaling!r} needs pos_encoding='rope', "
                              f"got pos_encoding={self.pos_encoding!r}")
@@ -115,78 +104,6 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class AttentionInputs(NamedTuple):
-    """What every attention layer needs besides ``x``, computed once per forward pass.
-
-    ``rope``: ``(cos, sin)`` each ``(T, head_dim/2)``, or ``None``.
-    ``mask``: ``None``, a boolean ``(T, L)`` mask (True = may attend) or an additive float bias
-    ``(n_head, T, L)`` (ALiBi, with ``-inf`` on future keys); ``L`` = cached + new positions.
-    ``is_causal``: the plain lower-triangular mask with ``T == L`` (sdpa builds it itself).
-    ``cache``: the ``KVCache`` to read from and write to, or ``None``.
-    """
-    rope: tuple[torch.Tensor, torch.Tensor] | None
-    mask: torch.Tensor | None
-    is_causal: bool
-    cache: KVCache | None
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx          # which buffer of the KV cache belongs to this layer
-        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
-        self.attn_impl = config.attn_impl
-        # one matmul for queries (n_head heads) and keys/values (n_kv_head heads each)
-        self.c_attn = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim,
-                                bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = config.dropout
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs, need_weights: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x`` (B, T, n_embd) -> (output (B, T, n_embd), weights (B, n_head, T, L) or None)."""
-        B, T, C = x.shape
-        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
-        q, k, v = self.c_attn(x).split([q_size, kv_size, kv_size], dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)       # (B, nh, T, hd)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)    # (B, nkv, T, hd)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)    # (B, nkv, T, hd)
-        if inputs.rope is not None:
-            q, k = apply_rope(q, *inputs.rope), apply_rope(k, *inputs.rope)
-        if inputs.cache is not None:      # keys/values of all earlier positions, (B, nkv, L, hd)
-            k, v = inputs.cache.update(self.layer_idx, k, v)
-        dropout_p = self.dropout if self.training else 0.0
-        if need_weights or self.attn_impl == "reference":
-            y, weights = self.reference_attention(q, k, v, inputs, dropout_p)
-        else:
-            y, weights = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=inputs.mask, is_causal=inputs.is_causal, dropout_p=dropout_p,
-                enable_gqa=self.n_kv_head != self.n_head), None
-        y = y.transpose(1, 2).contiguous().view(B, T, C)    # re-assemble heads side by side
-        return self.resid_dropout(self.c_proj(y)), weights
-
-    def reference_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                            inputs: AttentionInputs, dropout_p: float = 0.0
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``softmax(Q Kᵀ / √d + bias) V`` spelled out; returns (output, weights (B, nh, T, L))."""
-        if self.n_kv_head != self.n_head:     # each key/value head serves a group of query heads
-            k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
-            v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
-        T, L = q.shape[2], k.shape[2]
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)      # (B, nh, T, L)
-        mask = inputs.mask
-        if inputs.is_causal:
-            mask = torch.ones(T, L, dtype=torch.bool, device=q.device).tril()
-        if mask is not None and mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        elif mask is not None:
-            scores = scores + mask
-        weights = F.softmax(scores, dim=-1)
-        y = F.dropout(weights, p=dropout_p) @ v
-        return y, weights
 
 
 class MLP(nn.Module):
@@ -226,6 +143,11 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Decoder-only transformer language model. See the module docstring for the layout."""
 
+    # the fixed tables, registered as buffers when the config asks for them
+    pos_table: torch.Tensor
+    rope_inv_freq: torch.Tensor
+    alibi_slopes: torch.Tensor
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
@@ -240,10 +162,10 @@ class GPT(nn.Module):
                   if config.norm == "pre" else nn.Identity()),
         ))
         if config.pos_encoding == "learned":
-            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
+            self.transformer.wpe = nn.Embedding(config.context_length, config.n_embd)
         # Fixed tables are derived from the config, so they are not saved in the state dict.
         if config.pos_encoding == "sinusoidal":
-            self.register_buffer("pos_table", sinusoidal_table(config.block_size, config.n_embd),
+            self.register_buffer("pos_table", sinusoidal_table(config.context_length, config.n_embd),
                                  persistent=False)
         if config.pos_encoding == "rope":
             self.register_buffer("rope_inv_freq", rope_inv_freq(
@@ -253,7 +175,7 @@ class GPT(nn.Module):
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
-            self.lm_head.weight = self.transformer.wte.weight   # one matrix reads and writes tokens
+            self.lm_head.weight = self.transformer.wte.weight   # type: ignore[assignment]  # one matrix reads and writes tokens
 
         # GPT-2 initialisation: N(0, 0.02) everywhere, and the projections that write into the
         # residual stream scaled by 1/sqrt(2·n_layer) (two per block) so its variance does not
@@ -290,9 +212,9 @@ class GPT(nn.Module):
         B, T = idx.shape
         if B == 0 or T == 0:
             raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
-        if offset + T > self.config.block_size:
-            raise ValueError(f"idx has {T} tokens (+{offset} cached) but block_size is "
-                             f"{self.config.block_size}; crop the input to the last block_size tokens")
+        if offset + T > self.config.context_length:
+            raise ValueError(f"idx has {T} tokens (+{offset} cached) but context_length is "
+                             f"{self.config.context_length}; crop the input to the last context_length tokens")
         # Reading the ids back to the host is free on a CPU, but on a GPU it would stall every step
         # and torch.compile cannot trace it; there generate() checks prompts, and an id out of range
         # still fails inside the embedding (as a device-side assert).
@@ -371,26 +293,11 @@ class GPT(nn.Module):
             maps.append(weights)
         return maps
 
-    # -------------------------------------------------------------------------------- generation
+    # ------------------------------------------------------------------------------ the KV cache
     def make_cache(self, batch_size: int, max_len: int | None = None,
                    dtype: torch.dtype | None = None) -> KVCache:
-        """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``block_size``)."""
+        """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``context_length``)."""
         p = self.lm_head.weight
         return KVCache(self.config.n_layer, batch_size, self.config.kv_heads,
-                       max_len or self.config.block_size, self.config.head_dim,
+                       max_len or self.config.context_length, self.config.head_dim,
                        device=p.device, dtype=dtype or p.dtype)
-
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
-                 use_cache: bool = True, stop_tokens=None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Continue ``idx`` (B, T) by up to ``max_new_tokens`` tokens; see ``lmcore.generation.generate``."""
-        from .generation import generate
-        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        min_p=min_p, use_cache=use_cache, stop_tokens=stop_tokens, generator=generator)
-
-    @classmethod
-    def from_hf_gpt2(cls, model_or_path) -> "GPT":
-        """Build a ``GPT`` from a Hugging Face GPT-2 (model object or local directory); see ``lmcore.hf``."""
-        from .hf import from_hf_gpt2
-        return from_hf_gpt2(model_or_path)

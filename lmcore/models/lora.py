@@ -1,4 +1,4 @@
-"""LoRA: low-rank adapters on the linear layers of a model (Hu et al., 2021).
+"""LoRA: low-rank adapters on the linear layers of a model (Hu et al., 2021), chapter 10.
 
 Fine-tuning changes a weight matrix ``W`` (out × in) by some ``ΔW``.  LoRA bets that the change a
 new task needs has low rank, and trains it in factored form::

@@ -1,4 +1,5 @@
-"""N-gram language models over token ids: Shannon's counting model, add-ε and Kneser–Ney smoothing.
+"""N-gram language models over token ids (chapter 2): Shannon's counting model, add-ε and Kneser–Ney
+smoothing.
 
 An n-gram model predicts the next token from the previous ``n - 1`` tokens only:
 
@@ -27,8 +28,9 @@ so every conditional distribution sums to one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +53,7 @@ class _Table:
     csum: np.ndarray    # (m + 1,) int64
 
     @classmethod
-    def from_keys(cls, keys: np.ndarray, counts: np.ndarray | None = None) -> "_Table":
+    def from_keys(cls, keys: np.ndarray, counts: np.ndarray | None = None) -> _Table:
         if counts is None:
             keys, counts = np.unique(keys, return_counts=True)
         counts = counts.astype(np.int64)
@@ -133,7 +135,7 @@ class NGramLM:
             keys = keys * self.vocab_size + ids[j:j + m]
         return keys
 
-    def fit(self, ids: Any) -> "NGramLM":
+    def fit(self, ids: Any) -> NGramLM:
         """Count every k-gram (k = 1 … n) of ``ids`` (a 1-D sequence of ints); returns ``self``."""
         ids = _as_ids(ids, "ids", self.vocab_size)
         if len(ids) < self.n:

@@ -1,4 +1,4 @@
-"""The training loop every chapter uses: ``Trainer(model, TrainConfig(...), train, val).train()``.
+"""The training loop every chapter uses (built in chapter 4): ``Trainer(model, TrainConfig(...), train, val).train()``.
 
 It works with any ``nn.Module`` whose ``forward(x, targets)`` returns ``(logits, loss)`` (``GPT``
 does), and does what a careful training script does, in one readable place:
@@ -15,160 +15,39 @@ does), and does what a careful training script does, in one readable place:
 * **checkpoints** that resume *exactly*: the batches come from a generator the Trainer owns, and
   its state, the RNG states and the optimiser are saved, so an interrupted and resumed run
   produces the same losses, bit for bit on a CPU, as an uninterrupted one;
-* **several processes** under ``torchrun`` (see :mod:`lmcore.distributed`).
+* **several processes** under ``torchrun`` (see :mod:`lmcore.training.distributed`).
 
 >>> from lmcore import data, CharTokenizer, Trainer, TrainConfig
->>> from lmcore.model import GPT, GPTConfig
+>>> from lmcore.models import GPT, GPTConfig
 >>> text = data.toy_corpus("train"); tok = CharTokenizer().train(text)
 >>> ids = torch.tensor(tok.encode(text))
->>> model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=64))
+>>> model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=64, n_layer=2, n_head=2, n_embd=64))
 >>> trainer = Trainer(model, TrainConfig(max_steps=200, progress=False), *data.train_val_split(ids))
 >>> history = trainer.train()  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__
-from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
-from .data import get_batch
+from .._checks import check_int, eval_mode
+from .._version import __version__
+from ..data import get_batch
+from ..models import GPT
+from ..runtime import get_device
+from .checkpoint import load_checkpoint, model_config_dict, resolve_checkpoint, save_checkpoint, unwrap
+from .config import RESUMABLE_FIELDS, BatchFn, NonFiniteLossError, TrainConfig
 from .distributed import all_reduce_mean, dist_info
-from .runtime import get_device
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "BatchFn", "model_config_dict"]
-
-#: ``batch_fn(split, generator) -> (x, y)``: a custom source of (global) batches, e.g. with masked
-#: targets (-100) for instruction tuning.  ``split`` is ``"train"`` or ``"val"``; draw all
-#: randomness from ``generator`` so that runs are reproducible and resumable.
-BatchFn = Callable[[str, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
-
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
-# Fields that may differ between a checkpoint and the run resuming it: they change how long
-# the run goes on, how often it reports, or where it runs, not what a training step computes.
-_RESUMABLE_CHANGES = frozenset({"max_steps", "eval_interval", "eval_iters", "device", "compile",
-                                "out_dir", "save_best", "progress"})
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the model was not updated with it."""
-
-    def __init__(self, step: int, loss: float) -> None:
-        super().__init__(f"the training loss is {loss} at step {step}: training diverged. Lower lr "
-                         "(or raise warmup_steps), keep grad_clip on, and check the data and the model; "
-                         "the last checkpoint (if any) holds the state before the divergence.")
-        self.step, self.loss = step, loss
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a training run (all plain values, so they fit in a checkpoint).
-
-    ``batch_size`` is the *global* batch of one micro-step (split across processes under DDP);
-    one optimiser step sees ``batch_size * grad_accum_steps`` sequences of ``block_size`` tokens.
-    """
-
-    max_steps: int = 1000              # optimiser steps in the whole run
-    batch_size: int = 12               # sequences per micro-step (global, over all processes)
-    block_size: int | None = None      # tokens per sequence; None = the model's config.block_size
-    grad_accum_steps: int = 1          # micro-steps per optimiser step
-    lr: float = 1e-3                   # peak learning rate, reached after the warm-up
-    min_lr: float = 1e-4               # the cosine decays to this
-    warmup_steps: int = 100
-    lr_decay_steps: int | None = None  # where the cosine reaches min_lr; None = max_steps
-    weight_decay: float = 0.1          # applied to matrices and embeddings only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0             # max global gradient norm; 0 turns clipping off
-    eval_interval: int = 250           # evaluate (and checkpoint) every this many steps, and at the end
-    eval_iters: int = 20               # batches per loss estimate
-    seed: int = 1337                   # seeds the data generator (model init is the caller's)
-    device: str | None = None          # None = lmcore.get_device(): cuda, then mps, then cpu
-    dtype: str = "auto"                # auto = bfloat16 (or float16) autocast on CUDA, float32 elsewhere
-    compile: bool = False              # torch.compile the model (faster on GPUs, slow to start)
-    out_dir: str | None = None         # where checkpoints go; None = keep nothing on disk
-    save_best: bool = True             # also keep best.pt (lowest validation loss)
-    progress: bool = True              # show a tqdm progress bar
-
-    def __post_init__(self) -> None:
-        def need_int(name: str, low: int, allow_none: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"TrainConfig.{name} must be an int, got {v!r}")
-            if v < low:
-                raise ValueError(f"TrainConfig.{name} must be >= {low}, got {v}")
-
-        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters"):
-            need_int(name, 1)
-        need_int("block_size", 1, allow_none=True)
-        need_int("lr_decay_steps", 1, allow_none=True)
-        need_int("warmup_steps", 0)
-        need_int("seed", 0)
-        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise TypeError(f"TrainConfig.{name} must be a finite number, got {v!r}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"TrainConfig.min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"TrainConfig.weight_decay and grad_clip must be >= 0, got "
-                             f"{self.weight_decay} and {self.grad_clip}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"TrainConfig.beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"TrainConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        if self.lr_decay_steps is not None and self.lr_decay_steps < self.warmup_steps:
-            raise ValueError(f"TrainConfig.lr_decay_steps ({self.lr_decay_steps}) must be >= warmup_steps "
-                             f"({self.warmup_steps})")
-
-    def lr_at(self, step: int) -> float:
-        """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        decay_steps = self.lr_decay_steps or self.max_steps
-        if step >= decay_steps:
-            return self.min_lr
-        progress = (step - self.warmup_steps) / max(1, decay_steps - self.warmup_steps)
-        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
-    """The model's config as a plain dict (``model.config`` as a dataclass or dict), else None."""
-    config = getattr(_unwrap(model), "config", None)
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return dataclasses.asdict(config)
-    if isinstance(config, dict):
-        return dict(config)
-    return None
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DDP and ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
+__all__ = ["Trainer"]
 
 class Trainer:
     """Train ``model`` on 1-D token tensors (or on batches from ``batch_fn``), see the module doc.
@@ -199,8 +78,10 @@ class Trainer:
         self.dist = dist_info()
         self.device = self._pick_device(config)
         self.model = model.to(self.device)
-        self.block_size = self._block_size(model, config)
+        self.seq_len = self._seq_len(model, config)
         self.batch_fn = batch_fn
+        self.train_data: torch.Tensor | None
+        self.val_data: torch.Tensor | None
         if batch_fn is None:
             if train_data is None:
                 raise ValueError("pass train_data (a 1-D token tensor) or batch_fn")
@@ -214,7 +95,7 @@ class Trainer:
             raise ValueError(f"TrainConfig.batch_size={config.batch_size} must be divisible by the number "
                              f"of processes ({self.dist.world_size}): it is the global batch")
 
-        self.amp_dtype = self._amp_dtype(config, self.device)
+        self.amp_dtype = config.autocast_dtype(self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.optimizer = self._make_optimizer()
         # The batch stream: a generator owned by the Trainer (identical on every rank, which then
@@ -240,39 +121,29 @@ class Trainer:
         return device
 
     @staticmethod
-    def _block_size(model: nn.Module, config: TrainConfig) -> int | None:
-        model_bs = (model_config_dict(model) or {}).get("block_size")
-        if config.block_size is not None:
-            if model_bs is not None and config.block_size > model_bs:
-                raise ValueError(f"TrainConfig.block_size={config.block_size} exceeds the model's block_size="
-                                 f"{model_bs}; lower it or build a model with a longer context")
-            return config.block_size
-        return model_bs
+    def _seq_len(model: nn.Module, config: TrainConfig) -> int | None:
+        """The training window: ``config.seq_len``, by default a GPT's whole context (None: only a
+        ``batch_fn`` can feed this model, since it has no context length to cut windows by)."""
+        limit = model.config.context_length if isinstance(model, GPT) else None
+        if config.seq_len is None:
+            return limit
+        if limit is not None and config.seq_len > limit:
+            raise ValueError(f"TrainConfig.seq_len={config.seq_len} exceeds the model's context_length="
+                             f"{limit}; lower it or build a model with a longer context")
+        return config.seq_len
 
     def _check_data(self, data: Any, name: str) -> torch.Tensor:
         data = torch.as_tensor(data)
         if data.ndim != 1 or data.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ValueError(f"{name} must be a 1-D integer token tensor, got shape {tuple(data.shape)} "
                              f"dtype {data.dtype}")
-        if self.block_size is None:
-            raise ValueError("set TrainConfig.block_size: the model has no config.block_size to default to")
-        if data.numel() <= self.block_size:
-            raise ValueError(f"{name} has {data.numel()} tokens, fewer than block_size + 1 = "
-                             f"{self.block_size + 1}")
+        if self.seq_len is None:
+            raise ValueError(f"set TrainConfig.seq_len (tokens per training window): a {type(self.model).__name__} "
+                             "has no context_length to default to")
+        if data.numel() <= self.seq_len:
+            raise ValueError(f"{name} has {data.numel()} tokens, fewer than seq_len + 1 = "
+                             f"{self.seq_len + 1}")
         return data.long()
-
-    @staticmethod
-    def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-        """The autocast dtype, or None for plain float32."""
-        if config.dtype == "float32":
-            return None
-        if device.type != "cuda":
-            if config.dtype == "float16":
-                raise ValueError("TrainConfig.dtype='float16' needs a CUDA GPU; use 'auto' or 'float32'")
-            return torch.bfloat16 if config.dtype == "bfloat16" and device.type == "cpu" else None
-        if config.dtype == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return getattr(torch, config.dtype)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -296,7 +167,8 @@ class Trainer:
             data = self.train_data if split == "train" else self.val_data
             if data is None:
                 raise ValueError(f"no {split} data: pass val_data to the Trainer")
-            x, y = get_batch(data, self.config.batch_size, self.block_size, "cpu", gen)
+            assert self.seq_len is not None     # _check_data made sure of it
+            x, y = get_batch(data, self.config.batch_size, self.seq_len, "cpu", gen)
         if x.shape[0] != self.config.batch_size or y.shape != x.shape:
             raise ValueError(f"a batch must be (x, y) of equal shape with batch_size={self.config.batch_size} "
                              f"rows, got x {tuple(x.shape)} and y {tuple(y.shape)}")
@@ -320,20 +192,18 @@ class Trainer:
         same windows (differences are the model's, not the sample's), and the training batch
         stream is left untouched.
         """
-        was_training = self.model.training
-        self.model.eval()
         out = {}
         splits = ["train"] + (["val"] if self.batch_fn is not None or self.val_data is not None else [])
-        for split in splits:
-            gen = torch.Generator().manual_seed(self.config.seed + 1)
-            total = torch.zeros((), device=self.device)
-            for _ in range(self.config.eval_iters):
-                x, y = self.get_batch(split, gen)
-                with self._autocast():
-                    _, loss = self._eval_model(x, y)
-                total += loss.float()
-            out[split] = all_reduce_mean(total / self.config.eval_iters).item()
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            for split in splits:
+                gen = torch.Generator().manual_seed(self.config.seed + 1)
+                total = torch.zeros((), device=self.device)
+                for _ in range(self.config.eval_iters):
+                    x, y = self.get_batch(split, gen)
+                    with self._autocast():
+                        _, loss = self._eval_model(x, y)
+                    total += loss.float()
+                out[split] = all_reduce_mean(total / self.config.eval_iters).item()
         return out
 
     # --- training ----------------------------------------------------------------------------
@@ -385,7 +255,9 @@ class Trainer:
         return {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
 
     def _ddp(self) -> DistributedDataParallel:
-        return self._fwd._orig_mod if hasattr(self._fwd, "_orig_mod") else self._fwd
+        ddp = self._fwd._orig_mod if hasattr(self._fwd, "_orig_mod") else self._fwd
+        assert isinstance(ddp, DistributedDataParallel)
+        return ddp
 
     def evaluate(self) -> dict[str, float]:
         """Estimate the losses now, record them in the history and keep ``best.pt`` up to date."""
@@ -407,8 +279,7 @@ class Trainer:
         the end) writes ``last.pt`` to ``out_dir`` when one is set.
         """
         cfg = self.config
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"steps must be a positive int or None, got {steps!r}")
+        check_int("steps", steps, low=1, optional=True)
         stop = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         bar = None
         if cfg.progress and self.dist.is_main:
@@ -456,7 +327,7 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (plain containers and tensors only)."""
-        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -464,12 +335,12 @@ class Trainer:
             "tokens": self.tokens,
             "elapsed_s": self._elapsed,
             "best_val_loss": self.best_val_loss,
-            "model": _unwrap(self.model).state_dict(),
+            "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": rng,
             "model_config": model_config_dict(self.model),
-            "model_class": type(_unwrap(self.model)).__name__,
+            "model_class": type(unwrap(self.model)).__name__,
             "train_config": self.config.to_dict(),
             "history": self.history,
             "lmcore_version": __version__,
@@ -497,13 +368,13 @@ class Trainer:
                              f"checkpoint {theirs}, model {mine}; build the model from the checkpoint's "
                              "config or use another out_dir")
         mine, theirs = self.config.to_dict(), state["train_config"]
-        diff = sorted(k for k in mine if k not in _RESUMABLE_CHANGES and mine[k] != theirs.get(k))
+        diff = sorted(k for k in mine if k not in RESUMABLE_FIELDS and mine[k] != theirs.get(k))
         if diff:
             raise ValueError("the checkpoint was trained with a different TrainConfig: "
                              + ", ".join(f"{k}={theirs.get(k)!r} (now {mine[k]!r})" for k in diff)
                              + "; a resumed run must keep these, or start a fresh run in another out_dir")
         try:
-            _unwrap(self.model).load_state_dict(state["model"])
+            unwrap(self.model).load_state_dict(state["model"])
         except RuntimeError as e:
             raise ValueError(f"the checkpoint's weights do not fit this model: {e}") from e
         self.optimizer.load_state_dict(state["optimizer"])
@@ -517,7 +388,7 @@ class Trainer:
         self._elapsed, self.best_val_loss = state["elapsed_s"], state["best_val_loss"]
         self.history = list(state["history"])
 
-    def resume(self, path: str | os.PathLike | None = None) -> "Trainer":
+    def resume(self, path: str | os.PathLike | None = None) -> Trainer:
         """Continue from a checkpoint (default: ``<out_dir>/last.pt``) written by an identical run."""
         if path is None:
             if not self.config.out_dir:

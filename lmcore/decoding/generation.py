@@ -1,20 +1,24 @@
-"""Autoregressive generation with or without a KV cache.
+"""Autoregressive generation with or without a KV cache (chapters 7 and 8).
 
-``generate`` samples one token at a time with ``lmcore.sampling.sample_next``. With
+``generate(model, idx, ...)`` drives every neural model of the package: a ``GPT`` (with or without
+its KV cache) and an ``MLPLanguageModel`` (which sees a fixed window of ``context_length`` tokens,
+so each step feeds it just that window; it has nothing to cache).
+
+``generate`` samples one token at a time with ``lmcore.decoding.sample_next``. With
 ``use_cache=True`` the prompt is run once (the *prefill*) and then every step feeds only the newest
 token, reading earlier keys/values from a preallocated ``KVCache``; with ``use_cache=False`` every
 step reruns the model on the whole visible context. Both paths see exactly the same context at
 every step, so they produce the same tokens: identical greedy outputs, and identical samples for the
 same ``generator`` state (each sampled step draws one uniform number per row).
 
-**Contexts longer than ``block_size``.** The model can only attend to ``block_size`` positions
+**Contexts longer than ``context_length``.** The model can only attend to ``context_length`` positions
 (learned and sinusoidal encodings have no rows beyond it). The visible context is therefore a
 window ``seq[start:]``:
 
-- a prompt longer than ``block_size`` is cropped to its last ``block_size`` tokens;
+- a prompt longer than ``context_length`` is cropped to its last ``context_length`` tokens;
 - when the window is full and one more token must be read, the window restarts on the last
-  ``block_size // 2`` tokens, which are given positions ``0, 1, ...`` again. With the cache this
-  is a re-prefill of those tokens (one full forward pass every ``block_size // 2`` steps rather than
+  ``context_length // 2`` tokens, which are given positions ``0, 1, ...`` again. With the cache this
+  is a re-prefill of those tokens (one full forward pass every ``context_length // 2`` steps rather than
   a cache shift per step, which would be wrong for absolute positions); without the cache the same
   window is used, so the two paths stay identical.
 
@@ -24,27 +28,26 @@ once every row has finished.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
 
 import torch
 
+from .._checks import check_int, eval_mode
+from ..models import GPT, MLPLanguageModel
 from .sampling import sample_next, validate_sampling_args
-
-if TYPE_CHECKING:
-    from .model import GPT
 
 __all__ = ["generate", "context_window_start"]
 
 
-def context_window_start(n_tokens: int, start: int, block_size: int) -> int:
+def context_window_start(n_tokens: int, start: int, context_length: int) -> int:
     """Where the visible window of a sequence of ``n_tokens`` begins (see the module docstring).
 
-    ``start`` is the previous window start. The window is kept while it fits in ``block_size``;
-    otherwise it restarts on the last ``block_size // 2`` tokens (at least one).
+    ``start`` is the previous window start. The window is kept while it fits in ``context_length``;
+    otherwise it restarts on the last ``context_length // 2`` tokens (at least one).
     """
-    if n_tokens - start <= block_size:
+    if n_tokens - start <= context_length:
         return start
-    return n_tokens - max(1, block_size // 2)
+    return n_tokens - max(1, context_length // 2)
 
 
 def _stop_tensor(stop_tokens, vocab_size: int, device: torch.device) -> torch.Tensor | None:
@@ -58,7 +61,7 @@ def _stop_tensor(stop_tokens, vocab_size: int, device: torch.device) -> torch.Te
 
 
 @torch.inference_mode()
-def generate(model: "GPT", idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
              use_cache: bool = True, stop_tokens: int | Iterable[int] | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -68,9 +71,10 @@ def generate(model: "GPT", idx: torch.Tensor, max_new_tokens: int, temperature: 
     ``n_new < max_new_tokens`` only when every row hit a stop token. The model runs in eval mode
     (dropout off) and is put back in its previous mode afterwards.
     """
+    if not isinstance(model, (GPT, MLPLanguageModel)):
+        raise TypeError(f"model must be a GPT or an MLPLanguageModel, got {type(model).__name__}")
     validate_sampling_args(temperature, top_k, top_p, min_p)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    check_int("max_new_tokens", max_new_tokens, low=0)
     if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int32) or idx.dim() not in (1, 2):
         raise ValueError("idx must be an integer tensor of token ids, shape (batch, time) or (time,)")
     squeeze = idx.dim() == 1
@@ -79,7 +83,7 @@ def generate(model: "GPT", idx: torch.Tensor, max_new_tokens: int, temperature: 
     if B == 0 or T0 == 0:
         raise ValueError(f"idx (the prompt) is empty, shape {tuple(idx.shape)}; give at least one token "
                          "(for example a beginning-of-text token)")
-    vocab_size, block_size = model.config.vocab_size, model.config.block_size
+    vocab_size, context_length = model.config.vocab_size, model.config.context_length
     if int(idx.min()) < 0 or int(idx.max()) >= vocab_size:
         raise ValueError(f"idx contains token ids outside the vocabulary [0, {vocab_size}): "
                          f"min {int(idx.min())}, max {int(idx.max())}")
@@ -87,14 +91,15 @@ def generate(model: "GPT", idx: torch.Tensor, max_new_tokens: int, temperature: 
 
     seq = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=idx.device)  # filled in place
     seq[:, :T0] = idx
-    n, start = T0, max(0, T0 - block_size)      # a long prompt is cropped to its last block_size tokens
-    cache = model.make_cache(B) if use_cache else None
+    n, start = T0, max(0, T0 - context_length)      # a long prompt is cropped to its last context_length tokens
+    # A GPT has absolute positions up to context_length, so its window restarts (see above); the MLP
+    # only ever reads its last context_length tokens, so its window slides and there is no cache.
+    sliding = isinstance(model, MLPLanguageModel)
+    cache = model.make_cache(B) if use_cache and isinstance(model, GPT) else None
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for _ in range(max_new_tokens):
-            start = context_window_start(n, start, block_size)
+            start = max(0, n - context_length) if sliding else context_window_start(n, start, context_length)
             if cache is None:
                 logits, _ = model(seq[:, start:n], last_only=True)
             elif cache.length == n - 1 - start:          # cache holds the window but its last token
@@ -110,7 +115,5 @@ def generate(model: "GPT", idx: torch.Tensor, max_new_tokens: int, temperature: 
             n += 1
             if stops is not None and bool(finished.all()):
                 break
-    finally:
-        model.train(was_training)
     out = seq[:, :n]
     return out[0] if squeeze else out

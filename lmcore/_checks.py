@@ -1,0 +1,91 @@
+"""One set of argument checks for the whole package, and ``eval_mode``.
+
+Every public function checks its arguments in one line each, through these helpers, so a bad value
+always gets the same kind of message: the argument's name, what it must be, and what it was::
+
+    check_int("max_new_tokens", max_new_tokens, low=0)
+    check_float("top_p", top_p, low=0, high=1, low_open=True, optional=True)
+    check_choice("pos_encoding", pos_encoding, POS_ENCODINGS)
+
+A value of the wrong type raises :class:`ArgumentTypeError`, which is a ``TypeError`` and also a
+``ValueError`` (numpy's ``AxisError`` does the same), so callers may catch either. A value of the
+right type outside its range raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Collection, Iterator
+from typing import Any, TypeVar
+
+import torch.nn as nn
+
+__all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "eval_mode"]
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a ``TypeError`` that ``except ValueError`` also catches)."""
+
+
+def _range(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high}"
+    return ""
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None, *,
+              optional: bool = False) -> Any:
+    """Return ``value`` if it is an int (not a bool) in ``[low, high]``; ``optional`` allows None."""
+    if value is None and optional:
+        return value
+    want = f"{'None or ' if optional else ''}an int{_range(low, high)}"
+    # bool is a subclass of int, but True is never meant as a count
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"{name} must be {want}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False, optional: bool = False) -> Any:
+    """Return ``value`` if it is a finite real number (int or float, not bool) within the bounds.
+
+    ``low_open`` / ``high_open`` exclude the bound itself: ``low=0, low_open=True`` means ``> 0``.
+    """
+    if value is None and optional:
+        return value
+    want = f"{'None or ' if optional else ''}a finite number{_range(low, high, low_open, high_open)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentTypeError(f"{name} must be {want}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def eval_mode(model: M) -> Iterator[M]:
+    """Switch ``model`` to eval mode (dropout off) for the body, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -1,0 +1,246 @@
+"""The command line: ``python -m lmcore {train, sample, zoo} --help``.
+
+Examples::
+
+    # train a character-level GPT on the toy language (a few minutes on a laptop CPU)
+    python -m lmcore train --corpus toy --out runs/toy
+    # Tiny Shakespeare with nanoGPT's CPU settings; continue later with --resume
+    python -m lmcore train --corpus tinyshakespeare --n-layer 4 --n-head 4 --n-embd 128 \\
+        --context-length 64 --batch-size 12 --steps 2000 --out runs/shakespeare
+    python -m lmcore train --corpus tinyshakespeare ... --steps 4000 --out runs/shakespeare --resume
+    # sample from a run, or from a shipped model
+    python -m lmcore sample --ckpt runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
+    python -m lmcore sample --zoo toy-char --num-samples 5 --temperature 0.8 --top-p 0.9
+    # the shipped models
+    python -m lmcore zoo list
+    python -m lmcore zoo verify
+    python -m lmcore zoo retrain toy-char        train the recipe here; compare with the shipped model
+    python -m lmcore zoo ship toy-char --force   (maintainers) replace the shipped weights
+
+Under ``torchrun`` the ``train`` command trains on several processes (see
+:mod:`lmcore.training.distributed`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from . import data
+from .decoding import generate
+from .models import GPT, GPTConfig
+from .runtime import seed_everything
+from .tokenizers import CharTokenizer, Tokenizer, load_tokenizer
+from .training import TrainConfig, Trainer, cleanup_distributed, init_distributed
+from .zoo import RECIPES, list_models, load_model, pretrained, retrain_model, ship, verify, weights_dir
+
+__all__ = ["build_parser", "main", "load_corpus"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lmcore", description="Train, sample and manage the book's models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,zoo}")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = commands.add_parser("train", formatter_class=fmt, help="train a character-level GPT on a corpus",
+                            description="Train a character-level GPT on a text corpus and save checkpoints to --out.",
+                            epilog="Then sample from it: python -m lmcore sample --ckpt OUT --prompt '...'")
+    d = TrainConfig()
+    g = p.add_argument_group("data")
+    g.add_argument("--corpus", default="toy",
+                   help="'toy' (the toy language), 'tinyshakespeare', or the path of a UTF-8 text file")
+    g.add_argument("--tokenizer", default="char", choices=["char"], help="how text becomes token ids")
+    g.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the text (its tail) kept for validation; the toy corpus has its own split")
+    g = p.add_argument_group("model")
+    g.add_argument("--n-layer", type=int, default=4, help="transformer blocks")
+    g.add_argument("--n-head", type=int, default=4, help="attention heads per block")
+    g.add_argument("--n-embd", type=int, default=128, help="embedding width (divisible by --n-head)")
+    g.add_argument("--context-length", type=int, default=128, help="context length in tokens")
+    g.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=d.max_steps, help="optimiser steps in the whole run")
+    g.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="sequences per micro-step (global: split across processes under torchrun)")
+    g.add_argument("--grad-accum", type=int, default=d.grad_accum_steps, help="micro-steps per optimiser step")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    g.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
+    g.add_argument("--warmup", type=int, default=d.warmup_steps, help="linear warm-up steps")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (matrices only)")
+    g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0 = off)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", required=True, help="directory for checkpoints (last.pt, best.pt) and tokenizer.json")
+    g.add_argument("--resume", action="store_true", help="continue the run saved in --out (same settings)")
+    g.add_argument("--eval-interval", type=int, default=d.eval_interval, help="evaluate and checkpoint every N steps")
+    g.add_argument("--eval-iters", type=int, default=d.eval_iters, help="batches per loss estimate")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed for the model init and the batches")
+    g.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    g.add_argument("--dtype", default=d.dtype, choices=["auto", "float32", "bfloat16", "float16"],
+                   help="auto = bfloat16/float16 mixed precision on CUDA, float32 elsewhere")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs; slow start)")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p = commands.add_parser("sample", formatter_class=fmt, help="continue a prompt with a trained or shipped model",
+                            description="Continue a prompt with a model trained by `python -m lmcore train` "
+                                        "(or from the zoo).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="run directory written by `python -m lmcore train` (or its last.pt / best.pt)")
+    src.add_argument("--zoo", help="a model of lmcore.zoo.list_models(), e.g. toy-char (shipped weights)")
+    p.add_argument("--best", action="store_true", help="use best.pt (lowest validation loss) instead of last.pt")
+    p.add_argument("--prompt", default="\n", help="text to continue (every character must be in the vocabulary)")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate after the prompt")
+    p.add_argument("--num-samples", type=int, default=1, help="independent continuations")
+    p.add_argument("--temperature", type=float, default=1.0, help="< 1 sharper, > 1 flatter; 0 = greedy")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this much mass")
+    p.add_argument("--min-p", type=float, default=None,
+                   help="drop tokens less likely than min_p times the most likely one")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p = commands.add_parser("zoo", help="list, verify, retrain or ship the book's shipped models",
+                            description="The book's shipped models.")
+    sub = p.add_subparsers(dest="zoo_command", required=True, metavar="{list,verify,retrain,ship}")
+    sub.add_parser("list", help="name and description of every shipped model")
+    v = sub.add_parser("verify", help="check shipped files against the manifest (exit 1 on a mismatch)")
+    v.add_argument("names", nargs="*", help="models to check (default: all)")
+    r = sub.add_parser("retrain", help="train a model's recipe on this machine and compare with the shipped one "
+                                       "(exit 1 when outside the recipe's tolerance)")
+    s = sub.add_parser("ship", help="maintainers: retrain and REPLACE the shipped weights (needs --force)")
+    for q in (r, s):
+        q.add_argument("name", help=f"one of {sorted(RECIPES)}")
+        q.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+        q.add_argument("--force", action="store_true", help="replace an existing output folder")
+    r.add_argument("--out", default=None, help="folder for the retrained model (default: the lmcore cache)")
+    return parser
+
+
+def load_corpus(corpus: str) -> tuple[str, str]:
+    """``(train_text, val_text)``: the toy language's own splits, or the whole text of a corpus name or
+    file and ``""`` (the caller splits its tokens with :func:`lmcore.data.train_val_split`)."""
+    if corpus == "toy":
+        return data.toy_corpus("train"), data.toy_corpus("val")
+    return data.load_text(corpus), ""
+
+
+def _tokenizer(args: argparse.Namespace, text: str) -> Tokenizer:
+    path = Path(args.out) / "tokenizer.json"
+    if args.resume:
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no {path}; is --out the directory of an earlier run?")
+        return load_tokenizer(path)
+    # Every character of the corpus (both splits), so validation text never holds an unknown one.
+    return CharTokenizer().train(text)
+
+
+def _train(args: argparse.Namespace) -> int:
+    info = init_distributed()
+    try:
+        train_text, val_text = load_corpus(args.corpus)
+        tok = _tokenizer(args, train_text + val_text)
+        if val_text:
+            train_ids, val_ids = torch.tensor(tok.encode(train_text)), torch.tensor(tok.encode(val_text))
+        else:
+            train_ids, val_ids = data.train_val_split(tok.encode(train_text), args.val_fraction)
+        config = TrainConfig(
+            max_steps=args.steps, batch_size=args.batch_size, seq_len=args.context_length,
+            grad_accum_steps=args.grad_accum, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup,
+            weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_interval=args.eval_interval,
+            eval_iters=args.eval_iters, seed=args.seed, device=args.device, dtype=args.dtype,
+            compile=args.compile, out_dir=args.out, progress=not args.no_progress)
+        seed_everything(args.seed)
+        model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=args.context_length, n_layer=args.n_layer,
+                              n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout))
+        trainer = Trainer(model, config, train_ids, val_ids)
+        if args.resume:
+            trainer.resume()
+        elif info.is_main:
+            tok.save(Path(args.out) / "tokenizer.json")
+        if info.is_main:
+            print(f"{model.num_params():,} parameters (non-embedding) | {len(train_ids):,} training tokens | "
+                  f"device {trainer.device} | {info.world_size} process(es) | starting at step {trainer.step}")
+        trainer.train()
+    except (ValueError, TypeError, FileNotFoundError, ConnectionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup_distributed()
+    if info.is_main:
+        _, val = trainer.series("val_loss")
+        print(f"done: step {trainer.step}, val loss {val[-1]:.4f} | checkpoint {Path(args.out) / 'last.pt'}\n"
+              f"sample from it: python -m lmcore sample --ckpt {args.out} --prompt '...'")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    try:
+        if args.max_new_tokens < 1 or args.num_samples < 1:
+            raise ValueError("--max-new-tokens and --num-samples must be >= 1")
+        if args.zoo:
+            model, tok = pretrained(args.zoo, device=args.device)
+        else:
+            model, tok = load_model(args.ckpt, device=args.device, tag="best" if args.best else "last")
+        ids = tok.encode(args.prompt)
+        if not ids:
+            raise ValueError("--prompt is empty; give at least one character (the default is a newline)")
+        device = next(model.parameters()).device
+        idx = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        out = generate(model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, min_p=args.min_p, generator=gen)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for i, row in enumerate(out.tolist()):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        print(tok.decode(row))
+    return 0
+
+
+
+def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if getattr(args, "name", None) is not None and args.name not in RECIPES:
+        parser.error(f"unknown model {args.name!r}; the known models are {sorted(RECIPES)}")
+    if args.zoo_command == "list":
+        for name, description in list_models().items():
+            print(f"{name:18s} {description}")
+        return 0
+    if args.zoo_command == "verify":
+        unknown = [n for n in args.names if n not in RECIPES]
+        if unknown:
+            parser.error(f"unknown model(s) {unknown}; the known models are {sorted(RECIPES)}")
+        failed = 0
+        for name in args.names or sorted(RECIPES):
+            try:
+                print(f"ok   {name}: {verify(name)}")
+            except (OSError, ValueError) as e:
+                failed += 1
+                print(f"FAIL {name}: {e}", file=sys.stderr)
+        return 1 if failed else 0
+    try:
+        if args.zoo_command == "retrain":
+            report = retrain_model(args.name, device=args.device, progress=not args.no_progress, out=args.out,
+                                   force=args.force)
+            print(report)
+            return 0 if report.within_tolerance else 1
+        if not args.force:
+            parser.error(f"ship replaces the shipped {args.name!r} in {weights_dir()}; pass --force to do so")
+        folder = ship(args.name, device=args.device, force=True, progress=not args.no_progress)
+        print(f"shipped {args.name} into {folder}")
+        print("Re-execute every chapter that loads it, and re-read their prose.")
+        return 0
+    except (FileExistsError, ValueError) as e:
+        parser.error(str(e))
+    return 2
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "sample":
+        return _sample(args)
+    return _zoo(args, parser)

@@ -1,0 +1,58 @@
+"""The shared argument checks and eval_mode (lmcore._checks)."""
+import math
+
+import pytest
+import torch.nn as nn
+
+from lmcore._checks import ArgumentTypeError, check_choice, check_float, check_int, eval_mode
+
+
+def test_check_int_accepts_ints_in_range_and_returns_them():
+    assert check_int("n", 3, low=1, high=3) == 3
+    assert check_int("n", None, optional=True) is None
+    assert check_int("n", -5) == -5
+
+
+@pytest.mark.parametrize("value", [True, 2.0, "2", None])
+def test_check_int_rejects_other_types_as_type_and_value_errors(value):
+    with pytest.raises(ArgumentTypeError, match=r"^n must be an int >= 1, got") as info:
+        check_int("n", value, low=1)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("value, message", [(0, "an int in \\[1, 3\\], got 0"), (4, "got 4")])
+def test_check_int_range(value, message):
+    with pytest.raises(ValueError, match=message) as info:
+        check_int("n", value, low=1, high=3)
+    assert not isinstance(info.value, TypeError)
+
+
+def test_check_float_bounds_open_and_closed():
+    assert check_float("p", 1, low=0, high=1) == 1
+    with pytest.raises(ValueError, match=r"p must be a finite number in \(0, 1\], got 0"):
+        check_float("p", 0, low=0, high=1, low_open=True)
+    with pytest.raises(ValueError, match=r"< 1"):
+        check_float("d", 1.0, high=1, high_open=True)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            check_float("x", bad)
+    with pytest.raises(ArgumentTypeError):
+        check_float("x", False)
+    assert check_float("x", None, optional=True) is None
+
+
+def test_check_choice():
+    assert check_choice("norm", "pre", ("pre", "post")) == "pre"
+    with pytest.raises(ValueError, match=r"norm must be one of \('pre', 'post'\), got 'mid'"):
+        check_choice("norm", "mid", ("pre", "post"))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_previous_mode_even_after_an_error(training):
+    model = nn.Sequential(nn.Dropout(0.5)).train(training)
+    with eval_mode(model) as m:
+        assert m is model and not model.training
+    assert model.training is training
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("inside")
+    assert model.training is training
