@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch.nn as nn
 
-__all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "eval_mode"]
+__all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "check_key", "eval_mode"]
 
 M = TypeVar("M", bound=nn.Module)
+V = TypeVar("V")
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -78,6 +79,16 @@ def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_key(name: str, value: Any, table: Mapping[str, V], unknown: str) -> V:
+    """``table[value]`` for a str ``value``; ``unknown`` is the message when it is not a key
+    (formatted with ``value`` and ``known``, the sorted keys)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a str, got {type(value).__name__}")
+    if value not in table:
+        raise ValueError(unknown.format(value=value, known=sorted(table)))
+    return table[value]
 
 
 @contextlib.contextmanager

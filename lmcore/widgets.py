@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ._checks import eval_mode
 from .decoding import apply_temperature, filter_probs, generate
 
 if TYPE_CHECKING:
@@ -116,12 +117,8 @@ def explore(model: GPT, tokenizer: Tokenizer, prompt: str, temperature: float = 
     settings = sampler_settings(temperature, top_k or 0, 1.0 if top_p is None else top_p, min_p or 0.0)
     ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long, device=model.lm_head.weight.device)
     ids = ids[-model.config.context_length:]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = model(ids[None], last_only=True)[0][0, -1].float()          # (V,)
-    finally:
-        model.train(was_training)
     filtered = filter_probs(logits, **settings)
     tempered = apply_temperature(logits, settings["temperature"])
     g = torch.Generator(device=ids.device).manual_seed(int(seed))

@@ -56,3 +56,13 @@ def test_eval_mode_restores_the_previous_mode_even_after_an_error(training):
     with pytest.raises(RuntimeError), eval_mode(model):
         raise RuntimeError("inside")
     assert model.training is training
+
+
+def test_check_key_looks_up_a_name_or_lists_the_known_ones():
+    from lmcore._checks import check_key
+    table = {"toy": 1, "tinyshakespeare": 2}
+    assert check_key("name", "toy", table, "unknown {value!r}; known: {known}") == 1
+    with pytest.raises(ValueError, match=r"unknown 'wiki'; known: \['tinyshakespeare', 'toy'\]"):
+        check_key("name", "wiki", table, "unknown {value!r}; known: {known}")
+    with pytest.raises(ArgumentTypeError, match="name must be a str, got int"):
+        check_key("name", 3, table, "{value}")

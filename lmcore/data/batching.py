@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_float
+
 __all__ = ["train_val_split", "get_batch"]
 
 
@@ -48,8 +50,7 @@ def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, device: str | t
     if data.numel() <= seq_len:
         raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; "
                          "use more text or a smaller seq_len")
-    if isinstance(aligned, bool) or not isinstance(aligned, (int, float)) or not 0 <= aligned <= 1:
-        raise ValueError(f"aligned must be a fraction in [0, 1], got {aligned!r}")
+    check_float("aligned", aligned, low=0, high=1)
     starts = torch.randint(data.numel() - seq_len, (batch_size,), generator=generator)
     n_aligned = round(aligned * batch_size)
     if n_aligned:

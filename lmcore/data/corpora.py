@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._checks import check_key
 from .._io import atomic_write, sha256_file
 
 __all__ = ["CorpusInfo", "CORPORA", "cache_dir", "fetch_corpus", "load_text", "available"]
@@ -53,12 +54,8 @@ def cache_dir() -> Path:
 
 
 def _info(name: str) -> CorpusInfo:
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    if name not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; known corpora: {sorted(CORPORA)}. "
-                         "To use your own text, pass the path of a local text file instead.")
-    return CORPORA[name]
+    return check_key("name", name, CORPORA, "unknown corpus {value!r}; known corpora: {known}. "
+                     "To use your own text, pass the path of a local text file instead.")
 
 
 def available(name: str) -> bool:

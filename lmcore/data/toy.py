@@ -37,6 +37,8 @@ import random
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+from .._checks import check_int
+
 __all__ = ["ToyLanguage", "toy_corpus"]
 
 NAMES = {"alice": "she", "mary": "she", "emma": "she", "bob": "he", "tom": "he", "jack": "he"}
@@ -92,8 +94,7 @@ class ToyLanguage:
     # --- sampling ---------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0) -> list[str]:
         """Draw ``n`` independent stories (each ends with ``"\\n"``), deterministic at ``seed``."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        check_int("n", n, low=0)
         rng = random.Random(seed)
         return [self._story(rng) for _ in range(n)]
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._checks import check_float, check_int
+
 __all__ = ["LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora",
            "lora_modules", "lora_state_dict", "lora_parameter_counts", "ParameterCounts",
            "DEFAULT_TARGETS"]
@@ -44,10 +46,8 @@ DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
 
 
 def _check_rank_alpha(r: int, alpha: float) -> None:
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise ValueError(f"r (the LoRA rank) must be a positive int, got {r!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
+    check_int("r (the LoRA rank)", r, low=1)
+    check_float("alpha", alpha, low=0, low_open=True)
 
 
 class LoRALinear(nn.Module):

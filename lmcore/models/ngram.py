@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_int
+
 __all__ = ["NGramLM"]
 
 _SMOOTHINGS = ("mle", "add-eps", "kneser-ney")
@@ -105,10 +107,8 @@ class NGramLM:
 
     def __init__(self, n: int, vocab_size: int, smoothing: str = "kneser-ney", eps: float = 1.0,
                  discount: float | None = None) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an int >= 1, got {n!r}")
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
+        check_int("n", n, low=1)
+        check_int("vocab_size", vocab_size, low=1)
         if vocab_size ** n >= _MAX_KEY:
             raise ValueError(f"vocab_size ** n = {vocab_size}**{n} does not fit the int64 n-gram keys; "
                              "use a smaller n or a smaller vocabulary")
@@ -314,8 +314,7 @@ class NGramLM:
         (a ``numpy.random.Generator`` or an int seed; default seed 0), so runs are reproducible.
         """
         self._check_fitted()
-        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
-            raise ValueError(f"num_tokens must be a non-negative int, got {num_tokens!r}")
+        check_int("num_tokens", num_tokens, low=0)
         rng = generator if isinstance(generator, np.random.Generator) else np.random.default_rng(
             0 if generator is None else generator)
         history = tuple(int(i) for i in self._context(context))

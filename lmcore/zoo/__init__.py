@@ -44,6 +44,7 @@ from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
 from .. import data
+from .._checks import check_key, eval_mode
 from .._io import atomic_write, sha256_file
 from .._version import __version__
 from ..models import GPT, GPTConfig
@@ -108,12 +109,8 @@ def list_models() -> dict[str, str]:
 
 
 def _recipe(name: str) -> Recipe:
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    if name not in RECIPES:
-        raise ValueError(f"unknown model {name!r}; the known models are {sorted(RECIPES)} "
-                         "(lmcore.zoo.list_models())")
-    return RECIPES[name]
+    return check_key("name", name, RECIPES, "unknown model {value!r}; the known models are {known} "
+                     "(lmcore.zoo.list_models())")
 
 
 def weights_dir() -> Path:
@@ -221,9 +218,7 @@ def validation_loss(model: GPT, ids: torch.Tensor, batch_size: int = 64) -> floa
     device = next(model.parameters()).device
     starts = list(range(0, ids.numel() - block, stride))
     total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for i in range(0, len(starts), batch_size):
             chunk = starts[i:i + batch_size]
             batch = torch.stack([ids[s:s + block + 1] for s in chunk]).to(device)
@@ -233,7 +228,6 @@ def validation_loss(model: GPT, ids: torch.Tensor, batch_size: int = 64) -> floa
                 scored = row if s == 0 else row[block - stride:]   # only tokens not scored before
                 total += scored.double().sum().item()
                 count += scored.numel()
-    model.train(was_training)
     return total / count
 
 
