@@ -16,7 +16,7 @@ from _common import benchmark_parser, machine_info, report
 
 from lmcore import CharTokenizer
 from lmcore.data import toy_corpus
-from lmcore.models.ngram import NGramLM
+from lmcore.models.ngram import NGramConfig, NGramLM
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         Counter(zip(*(ids[j:] for j in range(n))))
         t_counter = time.perf_counter() - t0
         for smoothing in ("add-eps", "kneser-ney"):
-            lm = NGramLM(n, tok.vocab_size, smoothing=smoothing, eps=0.01)
+            lm = NGramLM(NGramConfig(n, tok.vocab_size, smoothing=smoothing, eps=0.01))
             t0 = time.perf_counter()
             lm.fit(a)
             t_fit = time.perf_counter() - t0

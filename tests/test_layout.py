@@ -199,3 +199,13 @@ def test_chapters_import_only_public_names():
             bad.append(f"{chapter}: {module_name}.{name}")
     assert not bad, "chapters use names that are not public (add them to __all__ or use the public name):\n" + \
         "\n".join(bad)
+
+
+def test_every_name_in_all_exists():
+    for info in [*pkgutil.walk_packages(lmcore.__path__, "lmcore."), None]:
+        name = "lmcore" if info is None else info.name
+        if name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        missing = [n for n in getattr(module, "__all__", ()) if not hasattr(module, n)]
+        assert not missing, f"{name}.__all__ lists names it does not define: {missing}"

@@ -10,7 +10,7 @@ from scipy.stats import chisquare
 
 from lmcore import CharTokenizer
 from lmcore.data import toy_corpus
-from lmcore.models.ngram import NGramLM
+from lmcore.models.ngram import NGramConfig, NGramLM
 
 TINY = [0, 1, 2, 0, 1, 0, 2, 2, 1, 0, 1, 2, 0, 0, 1, 3, 1, 0]  # token 4 never occurs
 V = 5
@@ -52,7 +52,7 @@ SMOOTHINGS = [("mle", {}), ("add-eps", {"eps": 0.5}), ("kneser-ney", {}), ("knes
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 @pytest.mark.parametrize("smoothing,kw", SMOOTHINGS)
 def test_matches_brute_force_and_sums_to_one_for_every_context(n, smoothing, kw):
-    lm = NGramLM(n, V, smoothing=smoothing, **kw).fit(TINY)
+    lm = NGramLM(NGramConfig(n, V, smoothing=smoothing, **kw)).fit(TINY)
     # every context of every length 0 … n-1, seen or not (V^k contexts)
     for m in range(n):
         for ctx in np.ndindex(*(V,) * m):
@@ -66,7 +66,7 @@ def test_matches_brute_force_and_sums_to_one_for_every_context(n, smoothing, kw)
 
 @pytest.mark.parametrize("smoothing,kw", SMOOTHINGS)
 def test_sequence_scores_match_single_queries(smoothing, kw):
-    lm = NGramLM(3, V, smoothing=smoothing, **kw).fit(TINY)
+    lm = NGramLM(NGramConfig(3, V, smoothing=smoothing, **kw)).fit(TINY)
     held_out = [1, 0, 2, 4, 1, 1, 3, 0]
     lp = lm.token_logprobs(held_out)
     for t, w in enumerate(held_out):
@@ -78,36 +78,36 @@ def test_sequence_scores_match_single_queries(smoothing, kw):
 def test_perplexity_hand_computed_bigram():
     # training "abab" as ids 0 1 0 1 with an MLE bigram: p(1|0) = 1, p(0|1) = 1; unigram p(0) = 1/2.
     # held-out 0 1 0: p = p(0) · p(1|0) · p(0|1) = 1/2, so cross-entropy = ln 2 / 3, perplexity 2^(1/3)
-    lm = NGramLM(2, 2, smoothing="mle").fit([0, 1, 0, 1])
+    lm = NGramLM(NGramConfig(2, 2, smoothing="mle")).fit([0, 1, 0, 1])
     assert lm.cross_entropy([0, 1, 0]) == pytest.approx(math.log(2) / 3)
     assert lm.perplexity([0, 1, 0]) == pytest.approx(2 ** (1 / 3))
     # add-1 smoothing: p(0) = (2+1)/(4+2) = 1/2; p(1|0) = (2+1)/(2+2) = 3/4; p(0|1) = (1+1)/(1+2) = 2/3
-    lm = NGramLM(2, 2, smoothing="add-eps", eps=1.0).fit([0, 1, 0, 1])
+    lm = NGramLM(NGramConfig(2, 2, smoothing="add-eps", eps=1.0)).fit([0, 1, 0, 1])
     assert lm.perplexity([0, 1, 0]) == pytest.approx((0.5 * 0.75 * 2 / 3) ** (-1 / 3))
 
 
 def test_unseen_continuation_makes_mle_perplexity_infinite_but_not_smoothed():
     held_out = [0, 4, 1]  # token 4 never occurs in TINY
-    assert NGramLM(2, V, smoothing="mle").fit(TINY).perplexity(held_out) == math.inf
+    assert NGramLM(NGramConfig(2, V, smoothing="mle")).fit(TINY).perplexity(held_out) == math.inf
     for smoothing in ("add-eps", "kneser-ney"):
-        assert np.isfinite(NGramLM(2, V, smoothing=smoothing).fit(TINY).perplexity(held_out))
+        assert np.isfinite(NGramLM(NGramConfig(2, V, smoothing=smoothing)).fit(TINY).perplexity(held_out))
 
 
 def test_context_argument_conditions_the_first_tokens():
-    lm = NGramLM(3, V, smoothing="add-eps").fit(TINY)
+    lm = NGramLM(NGramConfig(3, V, smoothing="add-eps")).fit(TINY)
     assert lm.sequence_logprob([2, 0], context=[0, 1]) == pytest.approx(
         math.log(lm.prob(2, [0, 1])) + math.log(lm.prob(0, [1, 2])))
 
 
 def test_counts_and_distinct_ngrams():
-    lm = NGramLM(3, V).fit(TINY)
+    lm = NGramLM(NGramConfig(3, V)).fit(TINY)
     assert lm.count([0, 1]) == sum(1 for i in range(len(TINY) - 1) if TINY[i:i + 2] == [0, 1])
     assert lm.count([4]) == 0
     assert lm.num_ngrams(2) == len({tuple(TINY[i:i + 2]) for i in range(len(TINY) - 1)})
 
 
 def test_sampling_follows_the_model_chi_square():
-    lm = NGramLM(2, V, smoothing="add-eps", eps=0.5).fit(TINY)
+    lm = NGramLM(NGramConfig(2, V, smoothing="add-eps", eps=0.5)).fit(TINY)
     ids = lm.sample(5_000, context=[0], generator=0)
     assert ids == lm.sample(5_000, context=[0], generator=0)  # reproducible at a seed
     prev = [0] + ids[:-1]
@@ -122,31 +122,31 @@ def test_kneser_ney_beats_add_one_on_held_out_text():
     train, val = toy_corpus("train")[:100_000], toy_corpus("val")[:20_000]
     tok = CharTokenizer().train(train)
     a, b = tok.encode(train), tok.encode(val)
-    kn = NGramLM(7, tok.vocab_size, smoothing="kneser-ney").fit(a).cross_entropy(b)
-    add1 = NGramLM(7, tok.vocab_size, smoothing="add-eps", eps=1.0).fit(a).cross_entropy(b)
+    kn = NGramLM(NGramConfig(7, tok.vocab_size, smoothing="kneser-ney")).fit(a).cross_entropy(b)
+    add1 = NGramLM(NGramConfig(7, tok.vocab_size, smoothing="add-eps", eps=1.0)).fit(a).cross_entropy(b)
     assert kn < add1
 
 
 def test_bad_input():
     with pytest.raises(ValueError, match="n must be"):
-        NGramLM(0, 5)
+        NGramLM(NGramConfig(0, 5))
     with pytest.raises(ValueError, match="vocab_size"):
-        NGramLM(2, 0)
+        NGramLM(NGramConfig(2, 0))
     with pytest.raises(ValueError, match="smoothing"):
-        NGramLM(2, 5, smoothing="witten-bell")
+        NGramLM(NGramConfig(2, 5, smoothing="witten-bell"))
     with pytest.raises(ValueError, match="int64"):
-        NGramLM(5, 50_000)
+        NGramLM(NGramConfig(5, 50_000))
     with pytest.raises(ValueError, match="discount"):
-        NGramLM(2, 5, discount=1.5)
+        NGramLM(NGramConfig(2, 5, discount=1.5))
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        NGramLM(2, 3).fit([0, 1, 3])
+        NGramLM(NGramConfig(2, 3)).fit([0, 1, 3])
     with pytest.raises(TypeError, match="encode the text"):
-        NGramLM(2, 3).fit("abc")
+        NGramLM(NGramConfig(2, 3)).fit("abc")
     with pytest.raises(ValueError, match="at least 3"):
-        NGramLM(3, 3).fit([0, 1])
+        NGramLM(NGramConfig(3, 3)).fit([0, 1])
     with pytest.raises(RuntimeError, match="fit"):
-        NGramLM(2, 3).prob(0, [1])
-    lm = NGramLM(2, 3).fit([0, 1, 2])
+        NGramLM(NGramConfig(2, 3)).prob(0, [1])
+    lm = NGramLM(NGramConfig(2, 3)).fit([0, 1, 2])
     with pytest.raises(ValueError, match="empty"):
         lm.cross_entropy([])
     with pytest.raises(ValueError, match="outside the vocabulary"):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..models import NGramLM
+from ..models import NGramConfig, NGramLM
 from ._check import CheckFailed, run_check
 
 __all__ = ["check_bigram_probs", "check_jelinek_mercer"]
@@ -42,7 +42,7 @@ def check_bigram_probs(bigram_probs: Callable[[list[int], int, float], np.ndarra
         for case, ids, V in _cases():
             for eps in (1.0, 0.1):
                 got = _as_matrix(bigram_probs(list(ids), V, eps), (V, V), f"{case}, eps={eps}")
-                lm = NGramLM(2, V, smoothing="add-eps", eps=eps).fit(ids)
+                lm = NGramLM(NGramConfig(2, V, smoothing="add-eps", eps=eps)).fit(ids)
                 want = np.stack([lm.next_token_probs([a]) for a in range(V)])
                 rows = got.sum(axis=1)
                 if not np.allclose(rows, 1.0, atol=1e-9):

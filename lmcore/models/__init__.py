@@ -15,10 +15,10 @@ from .hf_gpt2 import from_hf_gpt2, gpt2_config_from_hf
 from .kv_cache import KVCache, kv_cache_bytes
 from .lora import LoRALinear, apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
 from .mlp import MLPConfig, MLPLanguageModel
-from .ngram import NGramLM
+from .ngram import NGramConfig, NGramLM
 
 __all__ = [
-    "NGramLM", "MLPConfig", "MLPLanguageModel",
+    "NGramConfig", "NGramLM", "MLPConfig", "MLPLanguageModel",
     "GPT", "GPTConfig", "AttentionInputs", "CausalSelfAttention", "from_hf_gpt2", "gpt2_config_from_hf",
     "KVCache", "kv_cache_bytes",
     "LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora",

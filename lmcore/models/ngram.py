@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_choice, check_float, check_int
 
-__all__ = ["NGramLM"]
+__all__ = ["NGramConfig", "NGramLM"]
 
 _SMOOTHINGS = ("mle", "add-eps", "kneser-ney")
 _MAX_KEY = 2**62  # keep n-gram keys (and key + |V|) inside int64
@@ -90,37 +90,41 @@ def _as_ids(ids: Any, name: str, vocab_size: int) -> np.ndarray:
     return arr
 
 
+@dataclass
+class NGramConfig:
+    """Order and smoothing of an :class:`NGramLM`; invalid values raise ``ValueError`` at construction."""
+    n: int                           # the order: 1 = unigram, 2 = bigram, ...; the context is n - 1 tokens
+    vocab_size: int                  # |V|, the number of token ids (a tokenizer's vocab_size)
+    smoothing: str = "kneser-ney"    # "mle" (raw counts), "add-eps" or "kneser-ney" (module docstring)
+    eps: float = 1.0                 # add-ε's pseudo-count (ignored by the other smoothings)
+    discount: float | None = None    # Kneser–Ney's D; None estimates one per order as n1 / (n1 + 2 n2)
+
+    def __post_init__(self) -> None:
+        check_int("n", self.n, low=1)
+        check_int("vocab_size", self.vocab_size, low=1)
+        if self.vocab_size ** self.n >= _MAX_KEY:
+            raise ValueError(f"vocab_size ** n = {self.vocab_size}**{self.n} does not fit the int64 n-gram keys; "
+                             "use a smaller n or a smaller vocabulary")
+        check_choice("smoothing", self.smoothing, _SMOOTHINGS)
+        check_float("eps", self.eps, low=0)
+        check_float("discount", self.discount, low=0, high=1, low_open=True, optional=True)
+
+
 class NGramLM:
-    """An n-gram language model over ids ``0 … vocab_size - 1``.
+    """An n-gram language model over ids ``0 … vocab_size - 1``, built from an :class:`NGramConfig`.
 
-    Args:
-        n: the order (1 = unigram, 2 = bigram, …); the context is the previous ``n - 1`` tokens.
-        vocab_size: |V|, the number of token ids (a tokenizer's ``vocab_size``).
-        smoothing: ``"mle"`` (raw counts), ``"add-eps"`` or ``"kneser-ney"`` (see module docstring).
-        eps: the pseudo-count ε of add-ε smoothing (ignored otherwise).
-        discount: Kneser–Ney's D; ``None`` estimates one per order as n1 / (n1 + 2 n2).
-
-    >>> lm = NGramLM(2, vocab_size=3, smoothing="mle").fit([0, 1, 0, 2, 0, 1])
+    >>> lm = NGramLM(NGramConfig(2, vocab_size=3, smoothing="mle")).fit([0, 1, 0, 2, 0, 1])
     >>> round(lm.prob(1, context=[0]), 4)   # "0" is followed by 1, 2, 1
     0.6667
     """
 
-    def __init__(self, n: int, vocab_size: int, smoothing: str = "kneser-ney", eps: float = 1.0,
-                 discount: float | None = None) -> None:
-        check_int("n", n, low=1)
-        check_int("vocab_size", vocab_size, low=1)
-        if vocab_size ** n >= _MAX_KEY:
-            raise ValueError(f"vocab_size ** n = {vocab_size}**{n} does not fit the int64 n-gram keys; "
-                             "use a smaller n or a smaller vocabulary")
-        if smoothing not in _SMOOTHINGS:
-            raise ValueError(f"smoothing must be one of {_SMOOTHINGS}, got {smoothing!r}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        if discount is not None and not 0 < discount <= 1:
-            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
-        self.n, self.vocab_size, self.smoothing = n, vocab_size, smoothing
-        self.eps = 0.0 if smoothing == "mle" else float(eps)  # MLE is add-ε with ε = 0
-        self.discount = discount
+    def __init__(self, config: NGramConfig) -> None:
+        if not isinstance(config, NGramConfig):
+            raise TypeError(f"config must be an NGramConfig, got {type(config).__name__}")
+        self.config = config
+        self.n, self.vocab_size, self.smoothing = config.n, config.vocab_size, config.smoothing
+        self.eps = 0.0 if config.smoothing == "mle" else float(config.eps)  # MLE is add-ε with ε = 0
+        self.discount = config.discount
         self._raw: list[_Table] = []   # _raw[k - 1]: counts of k-grams, k = 1 … n
         self._cont: list[_Table] = []  # _cont[k - 1]: continuation counts N1+(• k-gram), k = 1 … n-1
         self._d_raw: list[float] = []
@@ -332,4 +336,5 @@ class NGramLM:
 
     def __repr__(self) -> str:
         extra = f", eps={self.eps}" if self.smoothing == "add-eps" else ""
-        return f"NGramLM(n={self.n}, vocab_size={self.vocab_size}, smoothing={self.smoothing!r}{extra})"
+        return (f"NGramLM(NGramConfig(n={self.n}, vocab_size={self.vocab_size}, "
+                f"smoothing={self.smoothing!r}{extra}))")
