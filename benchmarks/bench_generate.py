@@ -83,7 +83,7 @@ def main() -> None:
              "same tokens": bool(torch.equal(outputs[name], reference))}
             for name, s in seconds.items()]
     meta = machine_info() | {"device": str(device), "model": f"{args.n_layer}L/{args.n_head}H/{args.n_embd}d, "
-                             f"vocab {args.vocab_size}, block {args.context_length}",
+                             f"vocab {args.vocab_size}, context {args.context_length}",
                              "new_tokens": args.new_tokens, "transformers": transformers.__version__}
     report(rows, args, title="greedy generation: lmcore vs transformers, with and without KV cache", meta=meta)
 
