@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
+import numpy as np
+import torch
 import torch.nn as nn
 
-__all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "check_key", "eval_mode"]
+__all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "check_key", "check_token_ids",
+           "eval_mode"]
 
 M = TypeVar("M", bound=nn.Module)
 V = TypeVar("V")
@@ -42,13 +46,21 @@ def _range(low: float | None, high: float | None, low_open: bool = False, high_o
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None, *,
               optional: bool = False) -> Any:
-    """Return ``value`` if it is an int (not a bool) in ``[low, high]``; ``optional`` allows None."""
+    """Return ``value`` as a Python int if it is an integer in ``[low, high]``; ``optional`` allows None.
+
+    Integers of any kind count (``int``, ``numpy.int64``, a 0-d integer tensor); bools and floats do
+    not, even ``2.0``: a float where a count belongs is usually a bug upstream.
+    """
     if value is None and optional:
         return value
     want = f"{'None or ' if optional else ''}an int{_range(low, high)}"
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.dtype.is_floating_point \
+            and not value.dtype.is_complex and value.dtype != torch.bool:
+        value = value.item()
     # bool is a subclass of int, but True is never meant as a count
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ArgumentTypeError(f"{name} must be {want}, got {value!r}")
+    value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be {want}, got {value!r}")
     return value
@@ -89,6 +101,40 @@ def check_key(name: str, value: Any, table: Mapping[str, V], unknown: str) -> V:
     if value not in table:
         raise ValueError(unknown.format(value=value, known=sorted(table)))
     return table[value]
+
+
+def check_token_ids(name: str, ids: Any, vocab_size: int | None = None) -> Any:
+    """Return ``ids`` if it holds integer token ids in ``[0, vocab_size)``: a list or tuple of ints,
+    or an integer numpy array or tensor.  Float or bool ids raise :class:`ArgumentTypeError` (they
+    would be truncated silently); ids out of range raise ``ValueError`` naming the first one.
+
+    The range of a tensor on an accelerator is not checked: reading it would stall the device
+    (its kernels report an out-of-range index themselves).
+    """
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ArgumentTypeError(f"{name} must hold integer token ids, got a tensor of {ids.dtype}")
+        values = ids.detach().flatten() if ids.device.type == "cpu" else None
+    elif isinstance(ids, np.ndarray):
+        if ids.dtype.kind not in "iu":
+            raise ArgumentTypeError(f"{name} must hold integer token ids, got an array of {ids.dtype}")
+        values = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64).ravel())
+    elif isinstance(ids, (list, tuple)):
+        bad = next((i for i in ids if isinstance(i, (bool, np.bool_)) or not isinstance(i, numbers.Integral)), None)
+        if bad is not None:
+            raise ArgumentTypeError(f"{name} must hold integer token ids, got {bad!r}")
+        values = torch.tensor([int(i) for i in ids], dtype=torch.long)
+    else:
+        raise ArgumentTypeError(f"{name} must be a list of token ids, an integer array or tensor, "
+                                f"got {type(ids).__name__}")
+    if values is not None and values.numel():
+        low = values < 0
+        high = values >= vocab_size if vocab_size is not None else torch.zeros_like(low)
+        if bool((low | high).any()):
+            first = int(values[low | high][0])
+            limit = f"[0, {vocab_size})" if vocab_size is not None else ">= 0"
+            raise ValueError(f"{name} must hold token ids in {limit}, got {first}")
+    return ids
 
 
 @contextlib.contextmanager

@@ -66,3 +66,31 @@ def test_check_key_looks_up_a_name_or_lists_the_known_ones():
         check_key("name", "wiki", table, "unknown {value!r}; known: {known}")
     with pytest.raises(ArgumentTypeError, match="name must be a str, got int"):
         check_key("name", 3, table, "{value}")
+
+
+def test_check_int_accepts_numpy_and_0d_tensor_integers_as_python_ints():
+    import numpy as np
+    import torch
+    for value in (np.int64(3), torch.tensor(3), np.uint8(3)):
+        out = check_int("n", value, low=1)
+        assert out == 3 and type(out) is int
+    for bad in (np.float64(3.0), torch.tensor(3.0), torch.tensor([3]), np.bool_(True), torch.tensor(True)):
+        with pytest.raises(ArgumentTypeError, match="n must be an int"):
+            check_int("n", bad)
+
+
+def test_check_token_ids_rejects_floats_bools_and_out_of_range_ids():
+    import numpy as np
+    import torch
+
+    from lmcore._checks import check_token_ids
+    for ok in ([0, 1, 4], (2,), np.array([0, 4]), torch.tensor([[1, 2]]), [], torch.zeros(0, dtype=torch.long)):
+        assert check_token_ids("ids", ok, 5) is ok
+    for bad in ([1.0, 2], [True], torch.tensor([1.5]), torch.tensor([float("nan")]), np.array([0.0]), "ab", 3):
+        with pytest.raises(ArgumentTypeError, match="ids must"):
+            check_token_ids("ids", bad, 5)
+    for bad, first in (([0, 5], "5"), (torch.tensor([3, -1]), "-1"), (np.array([7]), "7")):
+        with pytest.raises(ValueError, match=rf"ids must hold token ids in \[0, 5\), got {first}"):
+            check_token_ids("ids", bad, 5)
+    with pytest.raises(ValueError, match=">= 0, got -2"):
+        check_token_ids("ids", [-2])
