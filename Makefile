@@ -26,7 +26,7 @@ help:
 	@echo "make lint   - ruff and mypy (the first step of make test)"
 	@echo "make test-portable - the notebooks under nbval again, with another CPU's floating-point kernels"
 	@echo "make lab    - open the chapters in JupyterLab"
-	@echo "make student OUT=DIR - write the student edition (solutions replaced by stubs)"
+	@echo "make student OUT=DIR [CHAPTER=05] [FORCE=1] - write the student edition (solutions replaced by stubs)"
 	@echo "make book-instructor - build the book with solutions hidden"
 	@echo "make bench  - run the benchmarks (prints tables)"
 
@@ -78,12 +78,17 @@ test-portable: assets
 	$(FOREIGN_KERNELS) $(BIN)/python -c "import torch; print('CPU kernels:', torch.backends.cpu.get_cpu_capability())"
 	$(FOREIGN_KERNELS) $(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 
+# OUT is refused if it is, lies in or holds the chapters, or is a non-empty folder the tool did not
+# write, unless FORCE=1 (then same-named files are overwritten; nothing is deleted).
 student: $(VENV)/.installed
-	$(BIN)/python tools/course.py student --out $(or $(OUT),student) $(if $(CHAPTER),--chapter $(CHAPTER))
+	$(BIN)/python tools/course.py student --out "$(or $(OUT),student)" $(if $(CHAPTER),--chapter "$(CHAPTER)") $(if $(FORCE),--force)
 
 # The book with every solution removed, for publishing before a deadline: built from the
 # chapters' stored outputs (run `make book` or `make test` first so they are current).
+# A folder built before the tool marked its output folders (.lmcore-course-output) is make's own
+# build output like the rest of _build/ (`make clean`), so it is removed rather than refused.
 book-instructor: assets
+	test -e _build/instructor_src/.lmcore-course-output || rm -rf _build/instructor_src
 	$(BIN)/python tools/course.py instructor-book --out _build/instructor_src
 	$(BIN)/jupyter-book build _build/instructor_src $(JB_FLAGS)
 	@echo "The book without solutions is at $(CURDIR)/_build/instructor_src/_build/html/index.html"
