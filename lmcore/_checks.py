@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "check_key", "check_token_ids",
-           "eval_mode"]
+           "check_bool", "check_forward_ids", "check_targets", "eval_mode"]
 
 M = TypeVar("M", bound=nn.Module)
 V = TypeVar("V")
@@ -135,6 +135,37 @@ def check_token_ids(name: str, ids: Any, vocab_size: int | None = None) -> Any:
             limit = f"[0, {vocab_size})" if vocab_size is not None else ">= 0"
             raise ValueError(f"{name} must hold token ids in {limit}, got {first}")
     return ids
+
+
+# --- a model's forward-pass inputs (GPT and MLPLanguageModel) ---
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool if it is one: a truthy string such as ``"no"`` must not switch a flag on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_forward_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index: int | None = None) -> None:
+    """The dtype of ``ids`` always; its values only in eager mode on the CPU, where reading them is
+    free (on an accelerator it would stall every step, and torch.compile cannot trace it)."""
+    if ids.device.type != "cpu" or torch.compiler.is_compiling():
+        ids = ids.flatten()[:0]
+    elif ignore_index is not None:
+        ids = ids[ids != ignore_index]
+    check_token_ids(name, ids, vocab_size)
+
+
+def check_targets(idx: torch.Tensor, targets: torch.Tensor | None, vocab_size: int, last_only: bool) -> None:
+    """The loss arguments of a forward pass (GPT's and MLPLanguageModel's), before any compute:
+    ``targets`` of the shape of ``idx`` holding ids in ``[0, vocab_size)`` or -100 (ignored)."""
+    if check_bool("last_only", last_only) and targets is not None:
+        raise ValueError("last_only=True cannot be combined with targets (the loss needs every position)")
+    if targets is None:
+        return
+    if not isinstance(targets, torch.Tensor) or not isinstance(idx, torch.Tensor) or targets.shape != idx.shape:
+        raise ValueError(f"targets must be a tensor of the shape of idx {tuple(getattr(idx, 'shape', ()))}, "
+                         f"got {type(targets).__name__} {tuple(getattr(targets, 'shape', ()))}")
+    check_forward_ids("targets", targets, vocab_size, ignore_index=-100)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """LoRA adapters: the maths against a hand-written formula, merging, freezing, counting."""
 import copy
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -165,3 +166,60 @@ def test_bad_arguments_raise():
         apply_lora(model, r=2)
     with pytest.raises(ValueError, match="apply_lora"):
         merge_lora(small_gpt())
+
+
+def test_tied_lm_head_is_refused_and_an_untied_one_merges_exactly():
+    """Issue 15, item 6: a LoRA on the tied head was merged into the shared embedding as well (merged
+    logits off by up to 9.85). The tie is refused with a message; untied, merging is exact."""
+    model = small_gpt()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"lm_head\.weight is shared with transformer\.wte\.weight.*tie_weights=False"):
+        apply_lora(model, r=2, targets=("lm_head",))
+    assert not lora_modules(model) and isinstance(model.lm_head, nn.Linear)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    untied = apply_lora(small_gpt(tie_weights=False), r=2, targets=("lm_head", "c_attn"))
+    randomise_adapters(untied)
+    embedding = untied.transformer.wte.weight.clone()
+    unmerged = untied(idx())[0]
+    merge_lora(untied)
+    torch.testing.assert_close(untied(idx())[0], unmerged, atol=1e-5, rtol=0)
+    assert torch.equal(untied.transformer.wte.weight, embedding)
+
+
+def test_a_module_reachable_twice_is_refused():
+    shared = nn.Linear(8, 8)
+    model = nn.Sequential(OrderedDict(first=nn.Sequential(OrderedDict(proj=shared)),
+                                      second=nn.Sequential(OrderedDict(proj=shared))))
+    with pytest.raises(ValueError, match="shared with"):
+        apply_lora(model, r=2, targets=("proj",))
+    assert model.first.proj is shared and model.second.proj is shared
+
+
+def test_apply_lora_is_atomic_when_one_target_does_not_fit():
+    """Issue 15, item 6: r=6 fits the 8x8 layer but not the 8->4 one; the failed call used to adapt
+    the first layer and then raise, and the retry was refused ("already has LoRA adapters")."""
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(a=nn.Linear(8, 8), b=nn.Linear(8, 4)))
+    before = copy.deepcopy(model.state_dict())
+    rng = torch.get_rng_state()
+    with pytest.raises(ValueError, match="r=6 exceeds .* of b"):
+        apply_lora(model, r=6, targets=("a", "b"))
+    assert [type(m) for m in model] == [nn.Linear, nn.Linear]
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)       # not even an adapter was initialised
+    apply_lora(model, r=4, targets=("a", "b"))
+    assert [m.r for m in lora_modules(model)] == [4, 4]
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: apply_lora(small_gpt(), r=2, dropout=float("nan")), "dropout"),
+    (lambda: apply_lora(small_gpt(), r=2, dropout=True), "dropout"),
+    (lambda: apply_lora(small_gpt(), r=2, alpha=float("inf")), "alpha"),
+    (lambda: apply_lora({"c_attn": nn.Linear(2, 2)}, r=1), "model must be a torch.nn.Module"),
+    (lambda: lora_parameter_counts("gpt"), "model must be a torch.nn.Module"),
+    (lambda: LoRALinear(nn.Linear(4, 4), r=1, dropout="0.1"), "dropout"),
+])
+def test_more_bad_arguments_name_the_argument(call, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        call()

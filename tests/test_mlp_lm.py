@@ -98,8 +98,8 @@ def test_generate_samples_follow_the_model_distribution():
 
 def test_bad_inputs_raise_clear_errors():
     model = _model()
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        model(torch.tensor([[0, 7]]))
+    with pytest.raises(ValueError, match=r"idx must hold token ids in \[0, 7\), got 7"):
+        model(torch.tensor([[0, 7]]))    # 7 is the padding row: it must not be readable as a token
     with pytest.raises(ValueError, match="shape"):
         model(torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="targets"):

@@ -308,8 +308,8 @@ def test_dropout_is_active_in_training_only():
 # ---------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("idx,match", [
     (torch.zeros(2, 0, dtype=torch.long), "empty"),
-    (torch.tensor([[1, 2, 37]]), "vocabulary"),
-    (torch.tensor([[-1, 2]]), "vocabulary"),
+    (torch.tensor([[1, 2, 37]]), r"token ids in \[0, 37\), got 37"),
+    (torch.tensor([[-1, 2]]), r"token ids in \[0, 37\), got -1"),
     (torch.zeros(1, 17, dtype=torch.long), "context_length"),
     (torch.zeros(1, 4), "integer"),
     (torch.zeros(4, dtype=torch.long), "batch, time"),

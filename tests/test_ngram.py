@@ -18,7 +18,7 @@ V = 5
 
 def brute_prob(ids, n, vocab, smoothing, w, context, eps=1.0, d=None):
     """p(w | context) by counting with Counters, no arrays, no shared code with lmcore.models.ngram."""
-    h = tuple(context[len(context) - (n - 1):]) if n > 1 else ()
+    h = tuple(context)[max(len(context) - (n - 1), 0):]
     m = len(h)
     grams = {k: Counter(tuple(ids[i:i + k]) for i in range(len(ids) - k + 1)) for k in range(1, n + 1)}
     if smoothing in ("mle", "add-eps"):
@@ -73,6 +73,97 @@ def test_sequence_scores_match_single_queries(smoothing, kw):
         p = brute_prob(TINY, 3, V, smoothing, w, held_out[:t], eps=kw.get("eps", 1.0), d=kw.get("discount"))
         assert lp[t] == (pytest.approx(math.log(p), rel=1e-12) if p > 0 else -math.inf)
     assert lm.sequence_logprob(held_out) == lp.sum()
+
+
+def reference_distribution(ids, n, vocab, smoothing, context, eps=1.0, d=None):
+    """p(· | context) from scratch: a Python loop over the corpus for each count, for every smoothing.
+
+    A context shorter than n - 1 is answered by the model of order len(context) + 1, exactly as the
+    first tokens of a text are; a longer one is cut to its last n - 1 tokens.
+    """
+    h = list(context)
+    while len(h) > n - 1:
+        h.pop(0)
+    m = len(h)
+
+    def grams(k):
+        return [tuple(ids[i:i + k]) for i in range(len(ids) - k + 1)]
+
+    if smoothing != "kneser-ney":
+        e = 0.0 if smoothing == "mle" else eps
+        follow = [g[-1] for g in grams(m + 1) if list(g[:-1]) == h]
+        if not follow and e == 0:
+            return np.full(vocab, 1 / vocab)              # no evidence: the documented uniform fallback
+        return np.array([(follow.count(w) + e) / (len(follow) + e * vocab) for w in range(vocab)])
+
+    def table(k, top):
+        """{k-gram: count} with raw counts (top order) or continuation counts (distinct left neighbours)."""
+        if top:
+            return Counter(grams(k))
+        return Counter(g[1:] for g in set(grams(k + 1)))
+
+    p = np.full(vocab, 1 / vocab)
+    for k in range(1, m + 2):
+        t = table(k, top=k == m + 1)
+        n1, n2 = sum(c == 1 for c in t.values()), sum(c == 2 for c in t.values())
+        D = d if d is not None else (min(max(n1 / (n1 + 2 * n2), 0.1), 0.95) if n1 + n2 else 0.75)
+        ctx = tuple(h[m - k + 1:])
+        follow = {g[-1]: c for g, c in t.items() if g[:-1] == ctx}
+        total = sum(follow.values())
+        if total:
+            p = np.array([max(follow.get(w, 0) - D, 0) / total for w in range(vocab)]) + D * len(follow) / total * p
+    return p
+
+
+ALL_SMOOTHINGS = [("mle", {}), ("add-eps", {"eps": 1.0}), ("add-eps", {"eps": 0.3}), ("kneser-ney", {}),
+                  ("kneser-ney", {"discount": 0.4})]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("smoothing,kw", ALL_SMOOTHINGS)
+def test_every_entry_point_agrees_with_the_reference_for_every_context_length(n, smoothing, kw):
+    """prob, logprob, next_token_probs, token_logprobs(context=) and sample(context=) give one and the
+    same distribution for every context of length 0 … n - 1 (the short ones once dropped ids: n >= 4)."""
+    rng = np.random.default_rng(n)
+    for corpus_seed in range(3):
+        vocab = int(rng.integers(2, 4))
+        corpus = [int(i) for i in np.random.default_rng(corpus_seed).integers(0, vocab, 12 + 4 * corpus_seed)]
+        lm = NGramLM(NGramConfig(n, vocab, smoothing=smoothing, **kw)).fit(corpus)
+        for m in range(n):
+            for ctx in map(list, np.ndindex(*(vocab,) * m)):
+                ref = reference_distribution(corpus, n, vocab, smoothing, ctx, kw.get("eps", 1.0), kw.get("discount"))
+                probs = lm.next_token_probs(ctx)
+                np.testing.assert_allclose(probs, ref, rtol=1e-12, atol=1e-15)
+                for w in range(vocab):
+                    assert lm.prob(w, ctx) == probs[w]
+                    assert lm.logprob(w, ctx) == (math.log(probs[w]) if probs[w] > 0 else -math.inf)
+                    assert math.isclose(lm.token_logprobs([w], context=ctx)[0], lm.logprob(w, ctx), rel_tol=1e-14)
+                # the first draw inverts next_token_probs' CDF at the generator's first uniform number
+                u = np.random.default_rng(m).random()
+                cdf = np.cumsum(probs)
+                want = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), vocab - 1)
+                assert lm.sample(1, context=ctx, generator=m) == [want]
+            # at the start of a text (no context) the tokens before position n - 1 see a short context
+            seq = corpus[:n + 2]
+            start = lm.token_logprobs(seq)
+            for t in range(len(seq)):
+                assert math.isclose(start[t], lm.logprob(seq[t], seq[:t]), rel_tol=1e-14)
+
+
+@pytest.mark.parametrize("smoothing", ["mle", "kneser-ney"])
+def test_sampling_after_a_short_context_never_draws_an_impossible_token(smoothing):
+    """The issue's example: after [0, 1] the only continuation ever seen is 2, and a context cut to [1]
+    made 83 of 200 seeds draw 0. Every token sampled must have probability > 0 under the reference."""
+    corpus = [0, 1, 2, 3, 1, 0] * 2
+    lm = NGramLM(NGramConfig(n=4, vocab_size=4, smoothing="mle")).fit(corpus)
+    assert lm.prob(2, [0, 1]) == 1.0
+    lm = NGramLM(NGramConfig(n=5, vocab_size=4, smoothing=smoothing)).fit(corpus)
+    for seed in range(200):
+        history = [0, 1, 2]
+        for tok in lm.sample(6, context=history, generator=seed):
+            ref = reference_distribution(corpus, 5, 4, smoothing, history)
+            assert ref[tok] > 0, (seed, history, tok)
+            history.append(tok)
 
 
 def test_perplexity_hand_computed_bigram():

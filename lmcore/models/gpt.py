@@ -22,7 +22,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import (
+    ArgumentTypeError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_forward_ids,
+    check_int,
+    check_targets,
+)
 from .attention import AttentionInputs, CausalSelfAttention
 from .kv_cache import KVCache
 from .positional import ROPE_SCALINGS, alibi_bias, alibi_slopes, rope_cos_sin, rope_inv_freq, sinusoidal_table
@@ -30,7 +38,6 @@ from .positional import ROPE_SCALINGS, alibi_bias, alibi_slopes, rope_cos_sin, r
 __all__ = ["GPTConfig", "GPT", "MLP", "Block"]
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "none")
-_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)   # torch >= 2.3 has it
 NORMS = ("pre", "post")
 ATTN_IMPLS = ("sdpa", "reference")
 ACTIVATIONS = ("gelu", "gelu_new")
@@ -44,7 +51,8 @@ class GPTConfig:
     multi-head attention; ``1`` = multi-query). ``activation``: ``"gelu"`` is the exact erf GELU,
     ``"gelu_new"`` GPT-2's tanh approximation. ``rope_scaling``: ``None``, ``"linear"`` (position
     interpolation: positions divided by ``rope_scaling_factor``) or ``"ntk"`` (NTK-aware: RoPE base
-    enlarged), used to read contexts longer than the training length.
+    enlarged), used to read contexts longer than the training length. RoPE settings that would do
+    nothing (``rope_base`` or ``rope_scaling`` without RoPE, a factor without a scaling) are refused.
 
     ``pos_encoding="sinusoidal"`` adds the paper's raw table, whose rows have norm ``sqrt(n_embd / 2)``,
     dozens of times longer than token embeddings at GPT-2's initialisation (std 0.02), so the
@@ -70,14 +78,16 @@ class GPTConfig:
     rope_scaling_factor: float = 1.0   # how many times the training length the scaling stretches to
 
     def __post_init__(self) -> None:
+        # Integers are stored as Python ints (a numpy int64 would not survive to_dict -> json).
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
-            check_int(name, getattr(self, name), low=1)
+            setattr(self, name, check_int(name, getattr(self, name), low=1))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if check_int("n_kv_head", self.n_kv_head, low=1, optional=True) is not None:
-            if self.n_head % self.n_kv_head:
-                raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        self.n_kv_head = check_int("n_kv_head", self.n_kv_head, low=1, optional=True)
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         check_float("dropout", self.dropout, low=0, high=1, high_open=True)
+        self.bias, self.tie_weights = check_bool("bias", self.bias), check_bool("tie_weights", self.tie_weights)
         for name, allowed in (("pos_encoding", POS_ENCODINGS), ("norm", NORMS),
                               ("attn_impl", ATTN_IMPLS), ("activation", ACTIVATIONS),
                               ("rope_scaling", ROPE_SCALINGS)):
@@ -89,9 +99,18 @@ class GPTConfig:
         check_float("layer_norm_eps", self.layer_norm_eps, low=0, low_open=True)
         check_float("rope_base", self.rope_base, low=1, low_open=True)
         check_float("rope_scaling_factor", self.rope_scaling_factor, low=1)
-        if self.rope_scaling is not None and self.pos_encoding != "rope":
-            raise ValueError(f"rope_scaling={self.rope_scaling!r} needs pos_encoding='rope', "
-                             f"got pos_encoding={self.pos_encoding!r}")
+        # RoPE settings without RoPE (or a factor without a scaling) would be ignored without a word
+        if self.pos_encoding != "rope":
+            for name, default in (("rope_scaling", None), ("rope_base", 10000.0)):
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}={getattr(self, name)!r} needs pos_encoding='rope', "
+                                     f"got pos_encoding={self.pos_encoding!r}")
+        if self.rope_scaling is None and self.rope_scaling_factor != 1:
+            raise ValueError(f"rope_scaling_factor={self.rope_scaling_factor!r} has no effect without "
+                             "rope_scaling: set rope_scaling='linear' or 'ntk', or leave the factor at 1")
+        if self.rope_scaling == "ntk" and self.head_dim < 4:
+            raise ValueError(f"rope_scaling='ntk' needs head_dim >= 4 (it enlarges the base by "
+                             f"factor^(head_dim/(head_dim-2))), got n_embd/n_head = {self.head_dim}")
 
     @property
     def head_dim(self) -> int:
@@ -205,30 +224,32 @@ class GPT(nn.Module):
         return n
 
     # ----------------------------------------------------------------------------------- forward
-    def _check_idx(self, idx: torch.Tensor, offset: int) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32):
+    def _check_idx(self, idx: torch.Tensor, kv_cache: KVCache | None) -> None:
+        """Shape and dtype of ``idx`` always; its values on the CPU only (``_check_ids``): on a GPU
+        generate() checks prompts, and an id out of range fails in the embedding's device assert."""
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
             raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
-                             f"{type(idx).__name__} {getattr(idx, 'dtype', '')} {tuple(getattr(idx, 'shape', ()))}")
+                             f"{type(idx).__name__} {tuple(getattr(idx, 'shape', ()))}")
+        check_forward_ids("idx", idx, self.config.vocab_size)
+        if idx.dtype not in (torch.long, torch.int32):
+            raise ArgumentTypeError(f"idx must be int64 or int32 (what nn.Embedding reads), got {idx.dtype}")
         B, T = idx.shape
         if B == 0 or T == 0:
             raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
+        if kv_cache is not None and not isinstance(kv_cache, KVCache):
+            raise TypeError(f"kv_cache must be a KVCache (model.make_cache(batch_size)), got {type(kv_cache).__name__}")
+        if kv_cache is not None and len(kv_cache.keys) != self.config.n_layer:
+            raise ValueError(f"kv_cache has {len(kv_cache.keys)} layers but the model has {self.config.n_layer}; "
+                             "make it with model.make_cache(batch_size)")
+        offset = kv_cache.length if kv_cache is not None else 0
         if offset + T > self.config.context_length:
             raise ValueError(f"idx has {T} tokens (+{offset} cached) but context_length is "
                              f"{self.config.context_length}; crop the input to the last context_length tokens")
-        # Reading the ids back to the host is free on a CPU, but on a GPU it would stall every step
-        # and torch.compile cannot trace it; there generate() checks prompts, and an id out of range
-        # still fails inside the embedding (as a device-side assert).
-        if idx.device.type != "cpu" or _is_compiling():
-            return
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"idx contains token ids outside the vocabulary [0, {self.config.vocab_size}): "
-                             f"min {lo}, max {hi}")
 
     def _embed(self, idx: torch.Tensor, kv_cache: KVCache | None) -> tuple[torch.Tensor, AttentionInputs]:
         """Token (+ position) embeddings (B, T, n_embd) and the per-forward attention inputs."""
+        self._check_idx(idx, kv_cache)
         offset = kv_cache.length if kv_cache is not None else 0
-        self._check_idx(idx, offset)
         T, L = idx.shape[1], offset + idx.shape[1]
         positions = torch.arange(offset, L, device=idx.device)     # absolute positions of the new tokens
         x = self.transformer.wte(idx)
@@ -262,8 +283,10 @@ class GPT(nn.Module):
         ignored (e.g. the prompt part in instruction tuning). ``kv_cache``: the new tokens are placed
         after the ``kv_cache.length`` cached positions and their keys/values stored.
         ``last_only``: return logits for the last position only, (B, 1, vocab) — what generation needs.
-        Returns ``(logits (B, T, vocab_size), loss or None)``.
+        Returns ``(logits (B, T, vocab_size), loss or None)``. Bad arguments raise a ``ValueError`` /
+        ``TypeError`` naming them before any KV-cache entry is written.
         """
+        check_targets(idx, targets, self.config.vocab_size, last_only)
         x, inputs = self._embed(idx, kv_cache)
         for block in self.transformer.h:
             x, _ = block(x, inputs)
@@ -273,10 +296,6 @@ class GPT(nn.Module):
         logits = self.lm_head(x)
         loss = None
         if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-            if last_only:
-                raise ValueError("last_only=True cannot be combined with targets (the loss needs every position)")
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         if kv_cache is not None:
             kv_cache.advance(idx.shape[1])
@@ -296,8 +315,10 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------------------ the KV cache
     def make_cache(self, batch_size: int, max_len: int | None = None,
                    dtype: torch.dtype | None = None) -> KVCache:
-        """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``context_length``)."""
+        """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``context_length``, the
+        most positions a forward pass accepts, which is also its upper limit)."""
         p = self.lm_head.weight
-        return KVCache(self.config.n_layer, batch_size, self.config.kv_heads,
-                       max_len or self.config.context_length, self.config.head_dim,
-                       device=p.device, dtype=dtype or p.dtype)
+        max_len = check_int("max_len", self.config.context_length if max_len is None else max_len,
+                            low=1, high=self.config.context_length)
+        return KVCache(self.config.n_layer, batch_size, self.config.kv_heads, max_len, self.config.head_dim,
+                       device=p.device, dtype=p.dtype if dtype is None else dtype)

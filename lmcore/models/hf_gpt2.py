@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .._checks import check_int
 from .gpt import GPT, GPTConfig
 
 __all__ = ["from_hf_gpt2", "gpt2_config_from_hf"]
@@ -30,14 +31,26 @@ _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 _ACTIVATIONS = {"gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "gelu": "gelu"}
 
 
+_REQUIRED = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")
+
+
 def gpt2_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
-    """Translate a GPT-2 ``config.json`` dictionary into a ``GPTConfig``; unsupported options raise."""
+    """Translate a GPT-2 ``config.json`` dictionary into a ``GPTConfig``; unsupported options raise.
+
+    A dictionary that is not a GPT-2 config (missing keys, wrong types or values) raises
+    ``ValueError`` / ``TypeError`` naming the key.
+    """
+    if not isinstance(hf_config, dict):
+        raise TypeError(f"hf_config must be a dict (a parsed config.json), got {type(hf_config).__name__}")
+    missing = [k for k in _REQUIRED if k not in hf_config]
+    if missing:
+        raise ValueError(f"the GPT-2 config lacks {missing}; a GPT-2 config.json has all of {list(_REQUIRED)}")
     if hf_config.get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"expected a GPT-2 config (model_type 'gpt2'), got {hf_config.get('model_type')!r}")
     act = hf_config.get("activation_function", "gelu_new")
     if act not in _ACTIVATIONS:
         raise ValueError(f"activation_function {act!r} is not supported; use one of {sorted(_ACTIVATIONS)}")
-    n_embd = hf_config["n_embd"]
+    n_embd = check_int("n_embd", hf_config["n_embd"], low=1)
     if hf_config.get("n_inner") not in (None, 4 * n_embd):
         raise ValueError(f"n_inner={hf_config['n_inner']} is not supported; lmcore's MLP is 4 * n_embd")
     for flag, supported in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
@@ -53,19 +66,34 @@ def gpt2_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
     )
 
 
-def _read_directory(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _read_directory(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+    """config.json, the weights and the weights' file of a save_pretrained directory."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"model_or_path={str(path)!r} has no config.json; pass a directory written by "
                          "save_pretrained or a GPT2LMHeadModel object")
-    hf_config = json.loads(config_file.read_text())
-    if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-        return hf_config, load_file(str(path / "model.safetensors"))
-    if (path / "pytorch_model.bin").is_file():
-        return hf_config, torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    try:
+        hf_config = json.loads(config_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{config_file} is not valid JSON ({e}); it should be the config.json that "
+                         "save_pretrained wrote") from e
+    if not isinstance(hf_config, dict):
+        raise ValueError(f"{config_file} holds a JSON {type(hf_config).__name__}, not an object of GPT-2 settings")
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return hf_config, _read_weights(path / name), path / name
     raise ValueError(f"model_or_path={str(path)!r} has neither model.safetensors nor pytorch_model.bin "
                      "(sharded checkpoints are not supported)")
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(file))
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:   # a truncated or foreign file: say which one
+        raise ValueError(f"{file} could not be read as a checkpoint: {e}") from e
 
 
 def from_hf_gpt2(model_or_path) -> GPT:
@@ -77,15 +105,20 @@ def from_hf_gpt2(model_or_path) -> GPT:
         path = Path(model_or_path)
         if not path.is_dir():
             raise ValueError(f"model_or_path={str(path)!r} is not a local directory (nothing is downloaded)")
-        hf_config, hf_state = _read_directory(path)
-    elif hasattr(model_or_path, "state_dict") and hasattr(model_or_path, "config"):
+        hf_config, hf_state, weights_file = _read_directory(path)
+        source, weights = str(path / "config.json"), str(weights_file)
+    elif hasattr(model_or_path, "state_dict") and hasattr(getattr(model_or_path, "config", None), "to_dict"):
         hf_config = model_or_path.config.to_dict()
         hf_state = {k: v.detach().cpu() for k, v in model_or_path.state_dict().items()}
+        source, weights = "model_or_path.config", "model_or_path"
     else:
         raise TypeError(f"model_or_path must be a GPT2LMHeadModel or a directory path, "
                         f"got {type(model_or_path).__name__}")
 
-    config = gpt2_config_from_hf(hf_config)
+    try:
+        config = gpt2_config_from_hf(hf_config)
+    except (TypeError, ValueError) as e:   # the same message, plus which file it is about
+        raise type(e)(f"{source}: {e}") from e
     state = {}
     for key, value in hf_state.items():
         key = key.removeprefix("transformer.")
@@ -94,8 +127,11 @@ def from_hf_gpt2(model_or_path) -> GPT:
         if key.endswith(_CONV1D_WEIGHTS):
             value = value.t()
         state[key if key == "lm_head.weight" else f"transformer.{key}"] = value.float().contiguous()
-    if config.tie_weights:   # the head shares the embedding matrix: state_dict lists it under both names
-        state["lm_head.weight"] = state["transformer.wte.weight"]
+    if config.tie_weights and "transformer.wte.weight" in state:   # (a missing one is reported below)
+        state["lm_head.weight"] = state["transformer.wte.weight"]   # one matrix, listed under both names
     model = GPT(config)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:   # missing, unexpected or mis-shaped tensors: name the checkpoint
+        raise ValueError(f"the weights in {weights} do not fit the GPT-2 of its config: {e}") from e
     return model.eval()

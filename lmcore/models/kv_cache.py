@@ -51,6 +51,9 @@ class KVCache:
         for name, value in (("n_layer", n_layer), ("batch_size", batch_size), ("n_kv_head", n_kv_head),
                             ("max_len", max_len), ("head_dim", head_dim)):
             check_int(name, value, low=1)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            # an integer buffer would truncate every key and value without a word
+            raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float32), got {dtype!r}")
         shape = (batch_size, n_kv_head, max_len, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
@@ -71,7 +74,13 @@ class KVCache:
         """Store ``k``, ``v`` (B, n_kv_head, T, head_dim) after the cached positions of ``layer``.
 
         Returns views ``(B, n_kv_head, length + T, head_dim)`` of all keys and values so far.
+        Keys or values that do not fit the buffers (another batch size, head count, head size, dtype
+        or device) raise ``ValueError`` naming the mismatch before anything is written.
         """
+        if not 0 <= layer < len(self.keys):
+            raise ValueError(f"layer must be in [0, {len(self.keys)}): the cache holds {len(self.keys)} layers, "
+                             f"got {layer}")
+        self._check_fits(k, v, self.keys[layer])
         T = k.shape[2]
         end = self.length + T
         if end > self.max_len:
@@ -81,9 +90,23 @@ class KVCache:
         self.values[layer][:, :, self.length:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def _check_fits(self, k: torch.Tensor, v: torch.Tensor, buffer: torch.Tensor) -> None:
+        """Shapes, dtypes and devices only (no values are read, so no device sync)."""
+        if k.dim() != 4 or v.shape != k.shape:
+            raise ValueError(f"k and v must both be (batch, n_kv_head, T, head_dim), got {tuple(k.shape)} and "
+                             f"{tuple(v.shape)}")
+        for i, what in ((0, "batch_size"), (1, "n_kv_head"), (3, "head_dim")):
+            if k.shape[i] != buffer.shape[i]:
+                raise ValueError(f"the KV cache was made with {what}={buffer.shape[i]} but the keys have "
+                                 f"{what}={k.shape[i]}: make the cache for this model and batch, "
+                                 f"model.make_cache(batch_size={k.shape[0]})")
+        if k.dtype != buffer.dtype or v.dtype != buffer.dtype or k.device != buffer.device:
+            raise ValueError(f"the KV cache holds {buffer.dtype} on {buffer.device} but the keys are {k.dtype} on "
+                             f"{k.device}; make the cache with the model's dtype and device (model.make_cache)")
+
     def advance(self, n_tokens: int) -> None:
         """Mark ``n_tokens`` more positions as stored (called once per forward, after all layers)."""
-        self.length += n_tokens
+        self.length += check_int("n_tokens", n_tokens, low=0, high=self.remaining)
 
     def reset(self) -> None:
         """Forget every stored position (the buffers are reused, not freed)."""
@@ -100,6 +123,12 @@ class KVCache:
         """
         if not isinstance(rows, torch.Tensor) or rows.dim() != 1 or rows.dtype not in (torch.long, torch.int32):
             raise ValueError("rows must be a 1-D integer tensor of row indices")
+        if rows.numel() == 0:
+            raise ValueError("rows is empty: keep at least one row")
+        # the values are checked on the CPU only: reading them from an accelerator would stall it
+        # (there index_select reports an out-of-range row itself)
+        if rows.device.type == "cpu" and not bool(((rows >= 0) & (rows < self.batch_size)).all()):
+            raise ValueError(f"rows must be row indices in [0, {self.batch_size}), got {rows.tolist()}")
         # index_select copies: a beam kept twice gets two independent buffers to write into
         self.keys = [k.index_select(0, rows) for k in self.keys]
         self.values = [v.index_select(0, rows) for v in self.values]

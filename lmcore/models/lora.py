@@ -27,6 +27,7 @@ freezes everything else, and ``lora_parameter_counts(model)`` says how much is l
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -45,9 +46,21 @@ __all__ = ["LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora",
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
 
 
+def _check_model(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (e.g. an lmcore.GPT), got {type(model).__name__}")
+
+
 def _check_rank_alpha(r: int, alpha: float) -> None:
     check_int("r (the LoRA rank)", r, low=1)
     check_float("alpha", alpha, low=0, low_open=True)
+
+
+def _check_rank_fits(r: int, base: nn.Linear, name: str = "the layer") -> None:
+    if r > min(base.in_features, base.out_features):
+        raise ValueError(f"r={r} exceeds min(in_features, out_features) = "
+                         f"{min(base.in_features, base.out_features)} of {name}: a rank-r update of a "
+                         f"{base.out_features}x{base.in_features} matrix needs r <= that; lower r")
 
 
 class LoRALinear(nn.Module):
@@ -68,12 +81,8 @@ class LoRALinear(nn.Module):
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be a torch.nn.Linear, got {type(base).__name__}")
         _check_rank_alpha(r, alpha)
-        if r > min(base.in_features, base.out_features):
-            raise ValueError(f"r={r} exceeds min(in_features, out_features) = "
-                             f"{min(base.in_features, base.out_features)}: a rank-r update of a "
-                             f"{base.out_features}x{base.in_features} matrix needs r <= that; lower r")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        _check_rank_fits(r, base)
+        check_float("dropout", dropout, low=0, high=1, high_open=True)
         self.base = base
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         w = base.weight
@@ -130,10 +139,18 @@ def apply_lora(model: nn.Module, r: int, alpha: float = 1.0, targets: Iterable[s
     embedding and the (tied) output head are left alone.  The base weights are *not* frozen here:
     call :func:`mark_only_lora_trainable` for that.
 
-    Raises ``ValueError`` on a bad rank/alpha, on a model that already has adapters, or when no
-    linear layer matches ``targets``.
+    Raises ``ValueError`` on a bad rank/alpha/dropout, on a model that already has adapters, when no
+    linear layer matches ``targets``, when ``r`` does not fit one of them, or when one shares its
+    weight with another module (GPT's tied ``lm_head``). Every check runs before anything is
+    replaced, so a call that raises leaves the model as it was.
+
+    A tied weight is refused rather than untied: merging folds the update into the one shared
+    matrix, so the token embedding would change with the head. Build the model with
+    ``tie_weights=False`` to adapt its head.
     """
+    _check_model(model)
     _check_rank_alpha(r, alpha)
+    check_float("dropout", dropout, low=0, high=1, high_open=True)
     if isinstance(targets, str):
         raise TypeError(f"targets must be a collection of layer names, e.g. ('c_attn',), got the string {targets!r}")
     targets = set(targets)
@@ -142,19 +159,30 @@ def apply_lora(model: nn.Module, r: int, alpha: float = 1.0, targets: Iterable[s
     if lora_modules(model):
         raise ValueError("the model already has LoRA adapters; apply_lora once (or build a fresh model)")
     # Collect first, then replace: the module tree must not change while it is being walked.
-    found = [(parent, name, child) for parent in model.modules()
+    found = [(parent, f"{path}.{name}".lstrip("."), name, child) for path, parent in model.named_modules()
              for name, child in parent.named_children()
              if name in targets and isinstance(child, nn.Linear)]
     if not found:
         raise ValueError(f"no nn.Linear named one of {sorted(targets)} in the model; GPT's projections are "
                          f"{DEFAULT_TARGETS}")
-    for parent, name, child in found:
+    holders = defaultdict(list)   # every name under which each parameter is reachable
+    for pname, p in model.named_parameters(remove_duplicate=False):
+        holders[id(p)].append(pname)
+    for _, full, _, child in found:
+        _check_rank_fits(r, child, full)
+        shared = [n for n in holders[id(child.weight)] if n != f"{full}.weight"]
+        if shared:
+            raise ValueError(f"{full}.weight is shared with {', '.join(shared)} (tied weights): merge_lora would "
+                             f"fold the update into both. Leave {full.rsplit('.', 1)[-1]!r} out of targets, or "
+                             "build the model untied (GPTConfig(tie_weights=False)) to adapt it")
+    for parent, _, name, child in found:
         setattr(parent, name, LoRALinear(child, r, alpha, dropout))
     return model
 
 
 def lora_modules(model: nn.Module) -> list[LoRALinear]:
     """Every ``LoRALinear`` inside ``model``, in module order."""
+    _check_model(model)
     return [m for m in model.modules() if isinstance(m, LoRALinear)]
 
 
@@ -206,5 +234,6 @@ class ParameterCounts(NamedTuple):
 
 def lora_parameter_counts(model: nn.Module) -> ParameterCounts:
     """How many parameters would be updated by training (``requires_grad``) out of how many."""
+    _check_model(model)
     params = list(model.parameters())        # tied weights appear once
     return ParameterCounts(sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))

@@ -28,7 +28,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_float, check_int, eval_mode
+from .._checks import (
+    ArgumentTypeError,
+    check_float,
+    check_forward_ids,
+    check_int,
+    check_targets,
+    check_token_ids,
+    eval_mode,
+)
 
 __all__ = ["MLPConfig", "MLPLanguageModel"]
 
@@ -43,8 +51,8 @@ class MLPConfig:
     dropout: float = 0.0       # on the hidden layer, during training
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "n_embd", "n_hidden"):
-            check_int(name, getattr(self, name), low=1)
+        for name in ("vocab_size", "context_length", "n_embd", "n_hidden"):   # stored as Python ints
+            setattr(self, name, check_int(name, getattr(self, name), low=1))
         check_float("dropout", self.dropout, low=0, high=1, high_open=True)
 
     def to_dict(self) -> dict:
@@ -79,18 +87,22 @@ class MLPLanguageModel(nn.Module):
         """The ids each position is predicted from: ``(B, T)`` → ``(B, T, context_length)``.
 
         Row ``[b, t]`` is ``idx[b, t - context_length + 1 … t]``, left-padded with ``pad_id``.
+        The ids' values are checked on the CPU only (reading them from a GPU would stall every step);
+        elsewhere an id out of range fails in the embedding, like :class:`lmcore.GPT`'s.
         """
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.long, torch.int32):
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
             raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
-                             f"{type(idx).__name__} {getattr(idx, 'dtype', '')} {tuple(getattr(idx, 'shape', ()))}")
+                             f"{type(idx).__name__} {tuple(getattr(idx, 'shape', ()))}")
+        check_forward_ids("idx", idx, self.config.vocab_size)
+        if idx.dtype not in (torch.long, torch.int32):
+            raise ArgumentTypeError(f"idx must be int64 or int32 (what nn.Embedding reads), got {idx.dtype}")
         if idx.numel() == 0:
             raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"idx contains token ids outside the vocabulary [0, {self.config.vocab_size}): "
-                             f"min {lo}, max {hi}")
         k = self.config.context_length
-        padded = F.pad(idx.long(), (k - 1, 0), value=self.pad_id)    # (B, T + k - 1)
+        # Where the values were not checked, an id equal to vocab_size would read the padding row
+        # silently: move every id >= vocab_size past the table, so the embedding's bound check fires.
+        ids = idx.long().masked_fill(idx >= self.config.vocab_size, self.pad_id + 1)
+        padded = F.pad(ids, (k - 1, 0), value=self.pad_id)           # (B, T + k - 1)
         return padded.unfold(1, k, 1)                                 # (B, T, k), a view: no copy
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, last_only: bool = False
@@ -100,6 +112,7 @@ class MLPLanguageModel(nn.Module):
         ``targets`` (B, T): the next token of every position (-100 = ignored). ``last_only``:
         logits of the last position only, (B, 1, vocab_size).
         """
+        check_targets(idx, targets, self.config.vocab_size, last_only)
         ctx = self.contexts(idx)
         if last_only:
             ctx = ctx[:, -1:]
@@ -108,10 +121,6 @@ class MLPLanguageModel(nn.Module):
         logits = self.lm_head(h)                          # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            if last_only:
-                raise ValueError("last_only=True cannot be combined with targets (the loss needs every position)")
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
 
@@ -119,7 +128,8 @@ class MLPLanguageModel(nn.Module):
     def cross_entropy(self, ids: torch.Tensor, chunk: int = 65536) -> float:
         """Mean negative log-likelihood (nats/token) of a 1-D token stream, every token scored from
         its ``context_length`` real predecessors (the first ones from padding), in chunks of ``chunk``."""
-        ids = torch.as_tensor(ids)
+        check_int("chunk", chunk, low=1)
+        ids = torch.as_tensor(check_token_ids("ids", ids, self.config.vocab_size))
         if ids.dim() != 1 or ids.numel() < 2:
             raise ValueError(f"ids must be a 1-D stream of at least 2 tokens, got shape {tuple(ids.shape)}")
         device = self.wte.weight.device

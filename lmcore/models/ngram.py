@@ -77,7 +77,7 @@ def _as_ids(ids: Any, name: str, vocab_size: int) -> np.ndarray:
     if hasattr(ids, "detach"):  # a torch tensor
         ids = ids.detach().cpu().numpy()
     arr = np.asarray(ids)
-    if arr.size == 0:
+    if arr.ndim == 1 and arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be a 1-D sequence of ints, got shape {arr.shape} and dtype {arr.dtype}")
@@ -100,8 +100,9 @@ class NGramConfig:
     discount: float | None = None    # Kneser–Ney's D; None estimates one per order as n1 / (n1 + 2 n2)
 
     def __post_init__(self) -> None:
-        check_int("n", self.n, low=1)
-        check_int("vocab_size", self.vocab_size, low=1)
+        # stored as Python ints: a numpy int64 would overflow vocab_size ** n silently
+        self.n = check_int("n", self.n, low=1)
+        self.vocab_size = check_int("vocab_size", self.vocab_size, low=1)
         if self.vocab_size ** self.n >= _MAX_KEY:
             raise ValueError(f"vocab_size ** n = {self.vocab_size}**{self.n} does not fit the int64 n-gram keys; "
                              "use a smaller n or a smaller vocabulary")
@@ -164,15 +165,13 @@ class NGramLM:
     def num_ngrams(self, k: int | None = None) -> int:
         """How many distinct k-grams the training ids contain (default k = n)."""
         self._check_fitted()
-        k = self.n if k is None else k
-        if not 1 <= k <= self.n:
-            raise ValueError(f"k must be in 1 … {self.n}, got {k}")
+        k = self.n if k is None else check_int("k", k, low=1, high=self.n)
         return len(self._raw[k - 1].keys)
 
     def count(self, ngram: Sequence[int]) -> int:
         """How many times the n-gram (1 to n ids) occurs in the training ids."""
         self._check_fitted()
-        g = _as_ids(list(ngram), "ngram", self.vocab_size)
+        g = _as_ids(ngram, "ngram", self.vocab_size)
         if not 1 <= len(g) <= self.n:
             raise ValueError(f"ngram must have 1 … {self.n} ids, got {len(g)}")
         t = self._raw[len(g) - 1]
@@ -248,9 +247,10 @@ class NGramLM:
         return keys
 
     def _context(self, context: Any) -> np.ndarray:
-        ctx = _as_ids(list(context) if not hasattr(context, "shape") else context, "context",
-                      self.vocab_size)
-        return ctx[len(ctx) - (self.n - 1):] if self.n > 1 else ctx[:0]
+        """The last ``n - 1`` ids of ``context`` (all of them when it is shorter: a lower order)."""
+        ctx = _as_ids(context, "context", self.vocab_size)
+        # max(…, 0): a negative start would count from the end and drop ids of a short context
+        return ctx[max(len(ctx) - (self.n - 1), 0):]
 
     def next_token_probs(self, context: Sequence[int] = ()) -> np.ndarray:
         """The distribution of the next token after ``context``, shape (V,), summing to 1.
@@ -320,7 +320,7 @@ class NGramLM:
         self._check_fitted()
         check_int("num_tokens", num_tokens, low=0)
         rng = generator if isinstance(generator, np.random.Generator) else np.random.default_rng(
-            0 if generator is None else generator)
+            check_int("generator (a numpy Generator or an int seed)", 0 if generator is None else generator, low=0))
         history = tuple(int(i) for i in self._context(context))
         cdfs: dict[tuple[int, ...], np.ndarray] = {}  # contexts recur: compute each one's CDF once
         out: list[int] = []

@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from .._checks import check_choice, check_float, check_int
+
 __all__ = [
     "sinusoidal_table",
     "rope_inv_freq",
@@ -46,8 +48,10 @@ def sinusoidal_table(context_length: int, n_embd: int, base: float = 10000.0) ->
     geometrically from ``2π`` to ``2π·base``, so nearby positions have similar rows and the dot
     product of two rows depends only on their distance.
     """
-    if n_embd % 2:
+    check_int("context_length", context_length, low=1)
+    if check_int("n_embd", n_embd, low=2) % 2:
         raise ValueError(f"n_embd must be even for the sinusoidal table, got {n_embd}")
+    check_float("base", base, low=1, low_open=True)
     pos = torch.arange(context_length, dtype=torch.float64)[:, None]                 # (T, 1)
     inv_freq = base ** (-torch.arange(0, n_embd, 2, dtype=torch.float64) / n_embd)  # (C/2,)
     angles = pos * inv_freq                                                       # (T, C/2)
@@ -67,8 +71,14 @@ def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: str | None = No
     encode local order, barely change. ``scaling="linear"`` leaves the frequencies alone and
     divides the *positions* instead (see ``rope_cos_sin``).
     """
-    if head_dim % 2:
+    if check_int("head_dim", head_dim, low=2) % 2:
         raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+    check_float("base", base, low=1, low_open=True)
+    check_choice("scaling", scaling, ROPE_SCALINGS)
+    check_float("factor", factor, low=1)
+    if scaling == "ntk" and head_dim < 4:
+        raise ValueError(f"scaling='ntk' needs head_dim >= 4 (the base grows by factor^(head_dim/(head_dim-2))), "
+                         f"got {head_dim}")
     if scaling == "ntk":
         base = base * factor ** (head_dim / (head_dim - 2))
     return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
@@ -82,6 +92,11 @@ def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: str |
     ``scaling="linear"`` (position interpolation) they are divided by ``factor``, squeezing a
     ``factor``-times longer context into the position range seen in training.
     """
+    if not isinstance(positions, torch.Tensor) or positions.dim() != 1:
+        raise ValueError(f"positions must be a 1-D tensor of positions, got {type(positions).__name__} "
+                         f"{tuple(getattr(positions, 'shape', ()))}")
+    check_choice("scaling", scaling, ROPE_SCALINGS)
+    check_float("factor", factor, low=1)
     pos = positions.to(torch.float64)
     if scaling == "linear":
         pos = pos / factor
@@ -96,6 +111,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     ``(a cos φ - b sin φ, a sin φ + b cos φ)``; rotating a query by ``mφ`` and a key by ``nφ``
     leaves their dot product a function of ``(m - n)φ``.
     """
+    # shapes only: a mismatch would otherwise surface as a broadcasting error inside the rotation
+    if cos.dim() != 2 or sin.shape != cos.shape or x.dim() < 2 or x.shape[-2:] != (cos.shape[0], 2 * cos.shape[1]):
+        raise ValueError(f"x (..., T, D) needs cos and sin of shape (T, D/2); got x {tuple(x.shape)}, "
+                         f"cos {tuple(cos.shape)}, sin {tuple(sin.shape)}")
     a, b = x[..., 0::2], x[..., 1::2]                 # (B, H, T, D/2) each
     rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)   # (B, H, T, D/2, 2)
     return rotated.flatten(-2)                        # interleave back to (B, H, T, D)
@@ -109,8 +128,7 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     remaining ``n - m`` heads with every other slope of the sequence for ``2m`` (the recipe of
     the ALiBi paper), so slopes still span short- and long-range heads.
     """
-    if n_head < 1:
-        raise ValueError(f"n_head must be >= 1, got {n_head}")
+    n_head = check_int("n_head", n_head, low=1)
 
     def geometric(n: int) -> list[float]:
         start = 2.0 ** (-8.0 / n)
@@ -130,6 +148,10 @@ def alibi_bias(slopes: torch.Tensor, q_len: int, k_len: int, offset: int = 0) ->
     ``-slope_h * (offset + i - j)``: zero on the diagonal, more negative the further back the key.
     Entries for future keys (``j > offset + i``) are positive here; the causal mask removes them.
     """
+    if not isinstance(slopes, torch.Tensor) or slopes.dim() != 1:
+        raise ValueError(f"slopes must be a 1-D tensor (one slope per head), got {tuple(getattr(slopes, 'shape', ()))}")
+    q_len, k_len, offset = (check_int(name, value, low=0) for name, value in
+                            (("q_len", q_len), ("k_len", k_len), ("offset", offset)))
     q_pos = torch.arange(offset, offset + q_len, device=slopes.device)
     k_pos = torch.arange(k_len, device=slopes.device)
     distance = (q_pos[:, None] - k_pos[None, :]).to(slopes.dtype)    # (q_len, k_len)
