@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "check_key", "check_token_ids",
-           "check_bool", "check_forward_ids", "check_targets", "eval_mode"]
+           "check_bool", "check_forward_ids", "describe", "check_targets", "eval_mode"]
 
 M = TypeVar("M", bound=nn.Module)
 V = TypeVar("V")
@@ -135,6 +135,11 @@ def check_token_ids(name: str, ids: Any, vocab_size: int | None = None) -> Any:
             limit = f"[0, {vocab_size})" if vocab_size is not None else ">= 0"
             raise ValueError(f"{name} must hold token ids in {limit}, got {first}")
     return ids
+
+
+def describe(x: object) -> str:
+    """What a bad argument was, for an error message: a tensor's dtype and shape, else its type."""
+    return f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 # --- a model's forward-pass inputs (GPT and MLPLanguageModel) ---

@@ -40,8 +40,8 @@ def all_hypotheses(model, stop_token=None):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("stop_token", [None, 3])
-@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+@pytest.mark.parametrize("stop_token", [None, 0, 3])
+@pytest.mark.parametrize("length_penalty", [0.0, 0.5, 1.0, 2.0])
 def test_wide_beam_finds_the_exhaustive_argmax(seed, stop_token, length_penalty):
     model = tiny_model(seed)
     hyps = all_hypotheses(model, stop_token)
@@ -59,6 +59,53 @@ def test_wide_beam_finds_the_exhaustive_argmax(seed, stop_token, length_penalty)
     assert best.finished == (stop_token is not None and ranked[0][-1] == stop_token)
     # the top few of an exhaustive beam are the top few of the enumeration, in order
     assert [tuple(h.tokens[len(PROMPT):].tolist()) for h in result[:5]] == ranked[:5]
+
+
+def reference_beam(model, width, stop_token, length_penalty):
+    """The documented search done naively: every extension scored from scratch by sequence_logprob.
+
+    Returns every complete hypothesis the search holds, as (continuation, logprob, score): the
+    finished ones it keeps (a stop among the first ``width`` extensions of a step) and the beams
+    still open after L steps.
+    """
+    def score(c, lp):
+        return lp / len(c) ** length_penalty
+
+    beams, held = [()], []
+    for _ in range(L):
+        ext = [b + (t,) for b in beams for t in range(V)]
+        ranked = sorted(zip(sequence_logprob(model, PROMPT, torch.tensor(ext)).tolist(), ext), key=lambda e: -e[0])
+        lps = [lp for lp, _ in ranked]
+        # a near-tie at a cut would make the case depend on rounding (the search sums per-step terms)
+        for cut in (width, 1 + max([i for i, (_, c) in enumerate(ranked) if c[-1] != stop_token][:width], default=0)):
+            assert cut >= len(lps) or lps[cut - 1] - lps[cut] > 1e-6, "near-tie at a cut: pick another case"
+        held += [(c, lp, score(c, lp)) for lp, c in ranked[:width] if c[-1] == stop_token]
+        opened = [(c, lp) for lp, c in ranked if c[-1] != stop_token][:width]
+        beams = [c for c, _ in opened]
+        if not beams:
+            break
+    return held + [(c, lp, score(c, lp)) for c, lp in opened]
+
+
+# 162 random cases: 6 models x 3 widths x 3 length penalties x 3 stop tokens
+CASES = list(itertools.product(range(6), (1, 2, 3), (0.5, 1.0, 2.0), (0, 1, 3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_best_returned_is_never_beaten_by_a_hypothesis_the_search_held(seed):
+    """Narrow beams with stop tokens and length penalties, against the naive search: the first result
+    is its best, open beams included (before the fix an open beam was dropped once ``beam_width``
+    hypotheses had finished: 14 of these 162 cases returned a worse one)."""
+    model = tiny_model(seed, scale=4.0)         # flat enough that the beams keep several candidates
+    for _, width, length_penalty, stop_token in [c for c in CASES if c[0] == seed]:
+        held = reference_beam(model, width, stop_token, length_penalty)
+        best = max(held, key=lambda h: h[2])
+        result = beam_search(model, PROMPT, L, beam_width=width, length_penalty=length_penalty, stop_token=stop_token)
+        assert tuple(result[0].tokens[len(PROMPT):].tolist()) == best[0], (width, length_penalty, stop_token)
+        assert result[0].score == pytest.approx(best[2], abs=1e-5)
+        # the results are the top of everything held, in order
+        ranked = sorted(held, key=lambda h: -h[2])[:width]
+        assert [tuple(h.tokens[len(PROMPT):].tolist()) for h in result] == [h[0] for h in ranked]
 
 
 def test_width_one_is_greedy_and_wider_beams_never_do_worse():

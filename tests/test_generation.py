@@ -175,3 +175,21 @@ def test_generate_rejects_bad_input_naming_the_argument(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         generate(model_for("none"), **args)
+
+
+def test_a_tiny_temperature_generates_the_greedy_text():
+    """logits / T overflowed into NaN probabilities, sampled an id past the vocabulary, and the next
+    step blamed the input; now a tiny T is the T -> 0 limit, greedy decoding."""
+    model = model_for("learned")
+    prompt = torch.randint(0, 29, (2, 3))
+    greedy = generate(model, prompt, 20, temperature=0)
+    for use_cache in (True, False):
+        out = generate(model, prompt, 20, temperature=1e-38, use_cache=use_cache,
+                       generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out, greedy)
+
+
+def test_an_output_that_cannot_be_allocated_is_refused_at_the_call():
+    model = model_for("none")
+    with pytest.raises(ValueError, match="max_new_tokens is too large"):
+        generate(model, torch.tensor([[1, 2]]), 10**13)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from lmcore.decoding.sampling import filter_probs, sample_next
+from lmcore.decoding.sampling import apply_temperature, filter_probs, sample_next
 
 ALPHA = 1e-3     # chi-square tests: reject the sampler when p < ALPHA
 
@@ -167,3 +167,73 @@ def test_all_forbidden_row_and_wrong_shape_are_rejected():
         filter_probs(torch.full((1, 3), float("-inf")))
     with pytest.raises(ValueError, match="batch, vocab"):
         sample_next(torch.zeros(5))
+
+
+def test_a_tiny_temperature_is_greedy_not_an_out_of_range_id():
+    """logits / T overflowed to inf and softmax made NaN of it: the issue's example returned id 3 of 3."""
+    logits = torch.tensor([[10.0, 20.0, 30.0]])
+    assert sample_next(logits, temperature=1e-38).tolist() == [[2]]
+    assert filter_probs(logits, temperature=1e-38).tolist() == [[0.0, 0.0, 1.0]]
+    # the T -> 0 limit shares the mass among exact ties (greedy, T = 0, takes the first)
+    assert filter_probs(torch.tensor([[30.0, 10.0, 30.0]]), temperature=1e-46).tolist() == [[0.5, 0.0, 0.5]]
+    # float16 logits overflow in their own dtype in apply_temperature (filter_probs works in float32)
+    half = torch.tensor([[-60000.0, -65000.0, -64000.0]], dtype=torch.float16)
+    assert apply_temperature(half, 1e-3).tolist() == [[1.0, 0.0, 0.0]]
+
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+TEMPERATURES = [1e-300, 1e-46, 1e-38, 1e-20, 1e-5, 0.01, 0.5, 1.0, 2.0, 1e30]
+
+
+def extreme_cases(n=400, seed=0):
+    """Random (logits, settings): magnitudes up to the dtype's largest finite value, signs mixed or
+    not, some tokens forbidden (-inf), random filters."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        dtype = DTYPES[rng.integers(len(DTYPES))]
+        big = torch.finfo(dtype).max
+        B, V = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+        mag = 10.0 ** rng.uniform(-3, np.log10(big))
+        z = rng.standard_normal((B, V)) * mag
+        z = {0: z, 1: np.abs(z), 2: -np.abs(z)}[int(rng.integers(3))]             # mixed, all >= 0, all <= 0
+        z[rng.random((B, V)) < 0.2] = big * rng.choice([-1.0, 1.0])               # the extremes themselves
+        z = np.clip(z, -big, big)
+        z[(rng.random((B, V)) < 0.2) & (np.arange(V) > 0)] = -np.inf                 # token 0 stays allowed
+        settings = dict(temperature=float(rng.choice(TEMPERATURES)),
+                        top_k=[None, int(rng.integers(1, 10))][rng.integers(2)],
+                        top_p=[None, float(rng.uniform(0.05, 1.0))][rng.integers(2)],
+                        min_p=[None, float(rng.uniform(0.0, 1.0))][rng.integers(2)])
+        yield torch.tensor(z).to(dtype), settings
+
+
+def test_extreme_logits_always_give_a_distribution_and_ids_in_the_vocabulary():
+    n_tiny = 0
+    for i, (logits, settings) in enumerate(extreme_cases()):
+        probs = filter_probs(logits, **settings)
+        assert torch.isfinite(probs).all() and (probs >= 0).all(), (i, settings)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(len(probs), dtype=probs.dtype))
+        assert (probs[torch.isneginf(logits)] == 0).all()                         # forbidden stays forbidden
+        ids = sample_next(logits, generator=torch.Generator().manual_seed(i), **settings)
+        assert ((0 <= ids) & (ids < logits.shape[1])).all(), (i, settings, ids)
+        assert not torch.isneginf(logits.gather(1, ids)).any()                      # never a forbidden token
+        if settings["temperature"] <= 1e-38:   # so small that any gap between two logits is infinite
+            n_tiny += 1
+            row_max = logits.amax(-1, keepdim=True)
+            assert (logits.gather(1, ids) == row_max).all(), (i, settings)          # a tiny T is the arg-max
+            unique = (logits == row_max).sum(-1) == 1
+            greedy = sample_next(logits, temperature=0)
+            assert torch.equal(ids[unique], greedy[unique])
+    assert n_tiny > 50
+
+
+@pytest.mark.parametrize("temperature", [1e-30, 1e-5, 0.3, 1.0, 7.0, 1e30])
+def test_extreme_logits_match_the_naive_float64_reference(temperature):
+    """The temperature step alone, against naive_filter's float64 arithmetic (which does not
+    overflow for float32 or half-precision logits at these temperatures)."""
+    for logits, _ in extreme_cases(n=200, seed=1):
+        if logits.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            continue
+        probs = filter_probs(logits, temperature=temperature)
+        for row in range(len(logits)):
+            expected = naive_filter(logits[row].double().tolist(), temperature=temperature)
+            assert probs[row].tolist() == pytest.approx([expected[j] for j in range(logits.shape[1])], abs=1e-5)

@@ -8,7 +8,8 @@ greedy decoding; a width of at least ``vocab_size ** (max_new_tokens - 1)`` neve
 and so finds the exact arg-max (what the tests check against brute-force enumeration).
 
 **Stopping.** A hypothesis that produces ``stop_token`` is finished: it is kept aside and no longer
-extended. Search ends after ``max_new_tokens`` steps or when no unfinished hypothesis is left.
+extended. Search ends after ``max_new_tokens`` steps or when no unfinished hypothesis is left; the finished
+hypotheses and the beams still open at the end are then ranked together by ``score``.
 At each step the extensions are ranked by total log-probability; a finished extension is kept
 when it ranks among the first ``beam_width``, and the ``beam_width`` best *unfinished* extensions
 carry on (so the beam stays full while unfinished candidates exist).
@@ -27,14 +28,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from .._checks import check_float, check_int, eval_mode
-
-if TYPE_CHECKING:
-    from ..models import GPT
+from .._checks import ArgumentTypeError, check_float, check_int, describe, eval_mode
+from ..models import GPT
 
 __all__ = ["BeamHypothesis", "beam_search"]
 
@@ -58,7 +56,8 @@ class BeamHypothesis:
 def _check_prompt(model: GPT, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
     if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int32) or idx.dim() not in (1, 2) \
             or (idx.dim() == 2 and idx.shape[0] != 1):
-        raise ValueError("idx must be one prompt of token ids, an integer tensor of shape (T,) or (1, T)")
+        raise ValueError("idx must be one prompt of token ids, a torch.long or torch.int32 tensor of shape (T,) or "
+                         f"(1, T), got {describe(idx)}")
     idx = idx.reshape(-1).long()
     if idx.numel() == 0:
         raise ValueError("idx (the prompt) is empty; give at least one token (e.g. a beginning-of-text token)")
@@ -78,11 +77,14 @@ def beam_search(model: GPT, idx: torch.Tensor, max_new_tokens: int, beam_width: 
                 length_penalty: float = 0.0, stop_token: int | None = None) -> list[BeamHypothesis]:
     """Search for the most probable continuation of one prompt ``idx`` (T0,) or (1, T0).
 
-    Returns up to ``beam_width`` hypotheses, best ``score`` first (see the module docstring):
-    the finished ones and, if fewer than ``beam_width`` finished, the unfinished ones still in the
-    beam after ``max_new_tokens`` steps. The prompt plus the generated tokens must fit in the
-    model's context (``T0 + max_new_tokens - 1 <= context_length``).
+    Returns up to ``beam_width`` hypotheses, best ``score`` first (see the module docstring): the
+    best of the finished ones and the unfinished ones still in the beam after ``max_new_tokens``
+    steps, ranked together, so no hypothesis the search held scores higher than the first. The
+    prompt plus the generated tokens must fit in the model's context
+    (``T0 + max_new_tokens - 1 <= context_length``).
     """
+    if not isinstance(model, GPT):
+        raise ArgumentTypeError(f"model must be a GPT (beam search extends its KV cache), got {type(model).__name__}")
     check_int("beam_width", beam_width, low=1)
     check_float("length_penalty", length_penalty)         # 0 = rank by raw log-probability
     vocab_size = model.config.vocab_size
@@ -120,9 +122,8 @@ def beam_search(model: GPT, idx: torch.Tensor, max_new_tokens: int, beam_width: 
                 break
             cache.reorder(rows)
             logits, _ = model(toks[:, None], kv_cache=cache, last_only=True)
-    results = sorted(finished, key=lambda h: h.score, reverse=True)[:beam_width]
-    if len(results) < beam_width:   # fill up with the best unfinished hypotheses
-        unfinished = [BeamHypothesis(seq, float(lp), score(float(lp), seq.numel() - prompt.numel()), False)
-                      for seq, lp in zip(beams, beam_lp)]
-        results = sorted(results + unfinished, key=lambda h: h.score, reverse=True)[:beam_width]
-    return results
+    # The beams still open after the last step compete with the finished ones: with a length
+    # penalty (or a finished hypothesis kept at a low rank) an open beam can score higher.
+    unfinished = [BeamHypothesis(seq, float(lp), score(float(lp), seq.numel() - prompt.numel()), False)
+                  for seq, lp in zip(beams, beam_lp)]
+    return sorted(finished + unfinished, key=lambda h: h.score, reverse=True)[:beam_width]

@@ -22,17 +22,25 @@ window ``seq[start:]``:
   a cache shift per step, which would be wrong for absolute positions); without the cache the same
   window is used, so the two paths stay identical.
 
-**Stop tokens.** A row that samples one of ``stop_tokens`` is finished: the stop token is kept and
-its later positions repeat it (so the batch stays one rectangular tensor); generation ends early
-once every row has finished.
+**Stop tokens.** ``stop_tokens`` is one id (an int, a numpy integer or a 0-d tensor) or a
+collection of ids (list, tuple, set, array, tensor). A row that samples one of them is finished:
+the stop token is kept and its later positions repeat it (so the batch stays one rectangular
+tensor); generation ends early once every row has finished.
+
+**Output.** The result is allocated once, at the call, for ``max_new_tokens`` new tokens; a size
+larger than the device's memory raises ``ValueError`` there rather than after a long run.
 """
 from __future__ import annotations
 
+import contextlib
+import numbers
+import os
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
-from .._checks import check_int, eval_mode
+from .._checks import ArgumentTypeError, check_int, check_token_ids, describe, eval_mode
 from ..models import GPT, MLPLanguageModel
 from .sampling import sample_next, validate_sampling_args
 
@@ -42,22 +50,71 @@ __all__ = ["generate", "context_window_start"]
 def context_window_start(n_tokens: int, start: int, context_length: int) -> int:
     """Where the visible window of a sequence of ``n_tokens`` begins (see the module docstring).
 
-    ``start`` is the previous window start. The window is kept while it fits in ``context_length``;
-    otherwise it restarts on the last ``context_length // 2`` tokens (at least one).
+    ``start`` (``0 <= start <= n_tokens``) is the previous window start. The window is kept while it
+    fits in ``context_length`` (``>= 1``); otherwise it restarts on the last ``context_length // 2``
+    tokens (at least one).
     """
+    n_tokens = check_int("n_tokens", n_tokens, low=0)
+    start = check_int("start", start, low=0, high=n_tokens)
+    return _window_start(n_tokens, start, check_int("context_length", context_length, low=1))
+
+
+def _window_start(n_tokens: int, start: int, context_length: int) -> int:
     if n_tokens - start <= context_length:
         return start
     return n_tokens - max(1, context_length // 2)
 
 
 def _stop_tensor(stop_tokens, vocab_size: int, device: torch.device) -> torch.Tensor | None:
+    """``stop_tokens`` as a tensor of ids: one id (any integer, a 0-d tensor) or a collection of them."""
     if stop_tokens is None:
         return None
-    ids = [stop_tokens] if isinstance(stop_tokens, int) else list(stop_tokens)
-    if not ids or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size for t in ids):
-        raise ValueError(f"stop_tokens must be a token id or a non-empty list of ids in [0, {vocab_size}), "
-                         f"got {stop_tokens!r}")
-    return torch.tensor(ids, device=device)
+    ids: torch.Tensor | np.ndarray | list
+    if isinstance(stop_tokens, torch.Tensor):
+        ids = stop_tokens.detach().cpu().reshape(-1)     # on the host, so the range is checked (once a call)
+    elif isinstance(stop_tokens, np.ndarray):
+        ids = stop_tokens.reshape(-1)
+    elif isinstance(stop_tokens, numbers.Integral):      # int or numpy int (a bool is refused below)
+        ids = [stop_tokens]
+    elif isinstance(stop_tokens, (str, bytes)) or not isinstance(stop_tokens, Iterable):
+        raise ArgumentTypeError(f"stop_tokens must be a token id or a non-empty list of ids, got {stop_tokens!r}")
+    else:
+        ids = list(stop_tokens)
+    check_token_ids("stop_tokens", ids, vocab_size)
+    if len(ids) == 0:
+        raise ValueError("stop_tokens is empty; pass None for no stop token, or at least one token id")
+    return torch.tensor([int(i) for i in ids], dtype=torch.long, device=device)
+
+
+def _memory_bytes(device: torch.device) -> int | None:
+    """The device's total memory, where it is cheap to know (a CPU with sysconf, a CUDA device)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        with contextlib.suppress(ValueError, OSError):
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def _output_buffer(B: int, T0: int, max_new_tokens: int, device: torch.device) -> torch.Tensor:
+    """The (B, T0 + max_new_tokens) output, allocated once and filled in place (``torch.empty``
+    writes nothing, so memory is touched only as tokens are generated).
+
+    An output larger than the device's whole memory, or one the allocator refuses, is refused
+    here, at the call: without this check a huge ``max_new_tokens`` ended in an allocator
+    traceback, or (where the system overcommits memory) in a run that could never finish.
+    """
+    n_bytes = B * (T0 + max_new_tokens) * 8
+    memory = _memory_bytes(device)
+    held = f"the {device} memory ({memory / 2 ** 30:.3g} GiB)" if memory is not None else f"what {device} can allocate"
+    msg = (f"max_new_tokens is too large: {max_new_tokens} needs an output of {B} x {T0 + max_new_tokens} token "
+           f"ids ({n_bytes / 2 ** 30:.3g} GiB), more than {held}; generate fewer tokens (in several calls if need be)")
+    if n_bytes >= 2 ** 63 or (memory is not None and n_bytes > memory):
+        raise ValueError(msg)
+    try:
+        return torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=device)
+    except (RuntimeError, MemoryError) as err:       # torch.OutOfMemoryError is a RuntimeError
+        raise ValueError(msg) from err
 
 
 @torch.inference_mode()
@@ -74,9 +131,14 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
     if not isinstance(model, (GPT, MLPLanguageModel)):
         raise TypeError(f"model must be a GPT or an MLPLanguageModel, got {type(model).__name__}")
     validate_sampling_args(temperature, top_k, top_p, min_p)
-    check_int("max_new_tokens", max_new_tokens, low=0)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
+    if not isinstance(use_cache, bool):
+        raise ArgumentTypeError(f"use_cache must be True or False, got {use_cache!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
     if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int32) or idx.dim() not in (1, 2):
-        raise ValueError("idx must be an integer tensor of token ids, shape (batch, time) or (time,)")
+        raise ValueError(f"idx must be a torch.long or torch.int32 tensor of token ids, shape (batch, time) or "
+                         f"(time,), got {describe(idx)}")
     squeeze = idx.dim() == 1
     idx = idx[None] if squeeze else idx
     B, T0 = idx.shape
@@ -89,7 +151,7 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
                          f"min {int(idx.min())}, max {int(idx.max())}")
     stops = _stop_tensor(stop_tokens, vocab_size, idx.device)
 
-    seq = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=idx.device)  # filled in place
+    seq = _output_buffer(B, T0, max_new_tokens, idx.device)                          # filled in place
     seq[:, :T0] = idx
     n, start = T0, max(0, T0 - context_length)      # a long prompt is cropped to its last context_length tokens
     # A GPT has absolute positions up to context_length, so its window restarts (see above); the MLP
@@ -99,7 +161,7 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
     with eval_mode(model):
         for _ in range(max_new_tokens):
-            start = max(0, n - context_length) if sliding else context_window_start(n, start, context_length)
+            start = max(0, n - context_length) if sliding else _window_start(n, start, context_length)
             if cache is None:
                 logits, _ = model(seq[:, start:n], last_only=True)
             elif cache.length == n - 1 - start:          # cache holds the window but its last token

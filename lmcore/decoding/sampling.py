@@ -15,13 +15,15 @@ distribution top-k left behind (min-p is a ratio, so renormalising does not chan
 uniform number per row: the same generator state always gives the same token.
 
 Logits of ``-inf`` mean "this token is forbidden" and are allowed; NaN, ``+inf`` or a row with every
-logit ``-inf`` raise ``ValueError`` (checked on CPU tensors; see ``_check_logits``).
+logit ``-inf`` raise ``ValueError`` (checked on CPU tensors; see ``_check_logits``). Any other logits
+give a distribution, however extreme: where ``logits / T`` overflows, a row gets the ``T -> 0`` limit
+(see ``apply_temperature``), so a sampler never returns an id outside the vocabulary.
 """
 from __future__ import annotations
 
 import torch
 
-from .._checks import check_float, check_int
+from .._checks import ArgumentTypeError, check_float, check_int
 
 __all__ = ["validate_sampling_args", "apply_temperature", "top_k_filter", "top_p_filter", "min_p_filter",
            "filter_probs", "sample_next"]
@@ -36,9 +38,19 @@ def validate_sampling_args(temperature: float = 1.0, top_k: int | None = None, t
     check_float("min_p", min_p, low=0, high=1, optional=True)
 
 
+def _check_scores(name: str, x: torch.Tensor, what: str) -> None:
+    """Type and shape checks shared by logits and probabilities: they read no values."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = f"a tensor of {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ArgumentTypeError(f"{name} must be a floating-point tensor of {what} (..., vocab), got {got}")
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have shape (..., vocab), got a 0-d tensor")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has an empty vocabulary axis, shape {tuple(x.shape)}: there is no token to choose")
+
+
 def _check_logits(logits: torch.Tensor) -> None:
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() == 0:
-        raise ValueError(f"logits must be a floating-point tensor (..., vocab), got {type(logits).__name__}")
+    _check_scores("logits", logits, "scores")
     # The value checks read a result back to the host: free on a CPU, but on a GPU a stall on every
     # token, which generation avoids everywhere else. So on a GPU they are skipped and NaN logits are
     # not caught here; run the same model on the CPU to get the error.
@@ -47,7 +59,24 @@ def _check_logits(logits: torch.Tensor) -> None:
     if torch.isnan(logits).any() or torch.isposinf(logits).any():
         raise ValueError("logits contain NaN or +inf; check the model's output (use -inf to forbid a token)")
     if torch.isneginf(logits).all(dim=-1).any():
-        raise ValueError("every logit of a row is -inf: no token can be sampled")
+        raise ValueError("logits: every logit of a row is -inf, so no token can be sampled")
+
+
+def _check_probs(probs: torch.Tensor, normalised: bool = False) -> None:
+    """Probabilities for the public filters: finite, >= 0, some mass in every row (on a CPU; see above)."""
+    _check_scores("probs", probs, "probabilities")
+    if probs.device.type != "cpu":
+        return
+    if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
+        raise ValueError("probs must be finite and >= 0 (probabilities, e.g. from apply_temperature, not logits)")
+    total = probs.sum(dim=-1, dtype=torch.float64)
+    if bool((total == 0).any()):
+        raise ValueError("probs: every probability of a row is 0, so no token can be kept")
+    # top-p compares cumulative mass with p, so it needs rows that sum to 1 (scale does not matter elsewhere)
+    tol = 1e-2 if probs.dtype in (torch.float16, torch.bfloat16) else 1e-4
+    if normalised and bool(((total - 1).abs() > tol).any()):
+        raise ValueError(f"probs must sum to 1 along the last axis (within {tol}), got row sums up to "
+                         f"{float(total.max()):.6g}; normalise them (e.g. softmax)")
 
 
 def _renormalise(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -55,22 +84,31 @@ def _renormalise(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Probabilities ``softmax(logits / T)`` (..., vocab); ``T = 0`` gives a one-hot at the arg-max."""
+def _temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     if temperature == 0:
         return torch.zeros_like(logits).scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
-    return torch.softmax(logits / temperature, dim=-1)
+    scaled = logits / temperature
+    # A tiny T (or extreme logits) overflows: finite logits become +-inf, and softmax's own max
+    # subtraction then computes inf - inf = NaN (and a NaN row samples an id past the vocabulary).
+    # Those rows are scaled relative to their maximum instead: the maxima become 0 and the rest
+    # finite or -inf, which is the T -> 0 limit (all mass on the arg-max, shared by exact ties).
+    # Every other row keeps softmax(logits / T) bit for bit. torch.where reads nothing back to the
+    # host, so this costs no GPU sync.
+    peak = logits.amax(dim=-1, keepdim=True)
+    # only rows with a finite maximum: NaN, +inf or all -inf logits stay invalid (see _check_logits)
+    overflow = scaled.amax(dim=-1, keepdim=True).isinf() & peak.isfinite()
+    # the maxima are set to 0 directly: (peak - peak) / T is 0 / 0 when T rounds to 0 in the dtype
+    shifted = torch.where(logits == peak, 0.0, (logits - peak) / temperature)
+    return torch.softmax(torch.where(overflow, shifted, scaled), dim=-1)
 
 
-def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest probabilities (and ties with the ``k``-th), renormalised."""
+def _top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, probs.shape[-1])
     kth = probs.topk(k, dim=-1).values[..., -1:]          # (..., 1) the k-th largest
     return _renormalise(probs, probs >= kth)
 
 
-def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
-    """Keep the smallest most-probable set with total ``>= p`` (always the top token), renormalised."""
+def _top_p(probs: torch.Tensor, p: float) -> torch.Tensor:
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs   # probability of the tokens ranked above
     keep_sorted = mass_before < p                               # rank 0 has 0 before it: always kept
@@ -78,9 +116,42 @@ def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
     return _renormalise(probs, keep)
 
 
+def _min_p(probs: torch.Tensor, min_p: float) -> torch.Tensor:
+    return _renormalise(probs, probs >= min_p * probs.amax(dim=-1, keepdim=True))
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Probabilities ``softmax(logits / T)`` (..., vocab); ``T = 0`` gives a one-hot at the arg-max.
+
+    For any finite logits the result is a distribution: where ``logits / T`` overflows (a tiny
+    ``T``), a row gets the ``T -> 0`` limit, all mass on its largest logit (split among exact ties).
+    """
+    check_float("temperature", temperature, low=0)
+    _check_logits(logits)
+    return _temperature(logits, temperature)
+
+
+def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest probabilities (and ties with the ``k``-th), renormalised."""
+    k = check_int("k", k, low=1)
+    _check_probs(probs)
+    return _top_k(probs, k)
+
+
+def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest most-probable set with total ``>= p`` (always the top token), renormalised.
+
+    ``probs`` must sum to 1 along the last axis (the mass is compared with ``p``)."""
+    check_float("p", p, low=0, high=1, low_open=True)
+    _check_probs(probs, normalised=True)
+    return _top_p(probs, p)
+
+
 def min_p_filter(probs: torch.Tensor, min_p: float) -> torch.Tensor:
     """Keep tokens with ``prob >= min_p * max(prob)``, renormalised."""
-    return _renormalise(probs, probs >= min_p * probs.amax(dim=-1, keepdim=True))
+    check_float("min_p", min_p, low=0, high=1)
+    _check_probs(probs)
+    return _min_p(probs, min_p)
 
 
 def filter_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -94,13 +165,13 @@ def filter_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | No
     _check_logits(logits)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()          # cumulative sums in half precision drift visibly
-    probs = apply_temperature(logits, temperature)
+    probs = _temperature(logits, temperature)
     if top_k is not None:
-        probs = top_k_filter(probs, top_k)
+        probs = _top_k(probs, top_k)
     if top_p is not None and top_p < 1:
-        probs = top_p_filter(probs, top_p)
+        probs = _top_p(probs, top_p)
     if min_p is not None and min_p > 0:
-        probs = min_p_filter(probs, min_p)
+        probs = _min_p(probs, min_p)
     return probs
 
 
@@ -113,8 +184,11 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     ``u`` per row is drawn from ``generator`` and the token is the first whose cumulative
     probability exceeds ``u`` (inverse-CDF sampling). Tokens with probability 0 are never chosen.
     """
+    _check_scores("logits", logits, "scores")
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
     probs = filter_probs(logits, temperature, top_k, top_p, min_p)
     if temperature == 0:
         return probs.argmax(dim=-1, keepdim=True)
