@@ -24,19 +24,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from . import data
+from ._io import sha256_file
 from .decoding import generate
 from .models import GPT, GPTConfig
 from .runtime import seed_everything
 from .tokenizers import CharTokenizer, Tokenizer, load_tokenizer
 from .training import TrainConfig, Trainer, cleanup_distributed, init_distributed
+from .training.checkpoint import claim_out_dir
 from .zoo import RECIPES, list_models, load_model, pretrained, retrain_model, ship, verify, weights_dir
 
 __all__ = ["build_parser", "main", "load_corpus"]
+
+MAX_NEW_TOKENS = 1_000_000      # generation keeps every sample's tokens in memory: a sane ceiling
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (argparse turns the error into exit 2 and usage)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+    return parse
+
+
+SEED = _int(0, 2**63 - 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,27 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the text (its tail) kept for validation; the toy corpus has its own split")
     g = p.add_argument_group("model")
-    g.add_argument("--n-layer", type=int, default=4, help="transformer blocks")
-    g.add_argument("--n-head", type=int, default=4, help="attention heads per block")
-    g.add_argument("--n-embd", type=int, default=128, help="embedding width (divisible by --n-head)")
-    g.add_argument("--context-length", type=int, default=128, help="context length in tokens")
+    g.add_argument("--n-layer", type=_int(1), default=4, help="transformer blocks")
+    g.add_argument("--n-head", type=_int(1), default=4, help="attention heads per block")
+    g.add_argument("--n-embd", type=_int(1), default=128, help="embedding width (divisible by --n-head)")
+    g.add_argument("--context-length", type=_int(1), default=128, help="context length in tokens")
     g.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=d.max_steps, help="optimiser steps in the whole run")
-    g.add_argument("--batch-size", type=int, default=d.batch_size,
+    g.add_argument("--steps", type=_int(1), default=d.max_steps,
+                   help="optimiser steps in the whole run; with --resume, a new length continues the learning "
+                        "rate from where it was down to --min-lr at the new end")
+    g.add_argument("--batch-size", type=_int(1), default=d.batch_size,
                    help="sequences per micro-step (global: split across processes under torchrun)")
-    g.add_argument("--grad-accum", type=int, default=d.grad_accum_steps, help="micro-steps per optimiser step")
+    g.add_argument("--grad-accum", type=_int(1), default=d.grad_accum_steps, help="micro-steps per optimiser step")
     g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     g.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
-    g.add_argument("--warmup", type=int, default=d.warmup_steps, help="linear warm-up steps")
+    g.add_argument("--warmup", type=_int(0), default=d.warmup_steps, help="linear warm-up steps")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (matrices only)")
     g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0 = off)")
     g = p.add_argument_group("run")
     g.add_argument("--out", required=True, help="directory for checkpoints (last.pt, best.pt) and tokenizer.json")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --out (same settings)")
-    g.add_argument("--eval-interval", type=int, default=d.eval_interval, help="evaluate and checkpoint every N steps")
-    g.add_argument("--eval-iters", type=int, default=d.eval_iters, help="batches per loss estimate")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed for the model init and the batches")
+    g.add_argument("--force", action="store_true",
+                   help="start a fresh run in --out even if it holds another run's checkpoints (replacing them)")
+    g.add_argument("--eval-interval", type=_int(1), default=d.eval_interval,
+                   help="evaluate and checkpoint every N steps")
+    g.add_argument("--eval-iters", type=_int(1), default=d.eval_iters, help="batches per loss estimate")
+    g.add_argument("--seed", type=SEED, default=d.seed,
+                   help="seed for the model init and the batches (0 <= seed < 2**63)")
     g.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     g.add_argument("--dtype", default=d.dtype, choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto = bfloat16/float16 mixed precision on CUDA, float32 elsewhere")
@@ -88,14 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--zoo", help="a model of lmcore.zoo.list_models(), e.g. toy-char (shipped weights)")
     p.add_argument("--best", action="store_true", help="use best.pt (lowest validation loss) instead of last.pt")
     p.add_argument("--prompt", default="\n", help="text to continue (every character must be in the vocabulary)")
-    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate after the prompt")
-    p.add_argument("--num-samples", type=int, default=1, help="independent continuations")
+    p.add_argument("--max-new-tokens", type=_int(1, MAX_NEW_TOKENS), default=200,
+                   help="tokens to generate after the prompt")
+    p.add_argument("--num-samples", type=_int(1), default=1, help="independent continuations")
     p.add_argument("--temperature", type=float, default=1.0, help="< 1 sharper, > 1 flatter; 0 = greedy")
-    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
+    p.add_argument("--top-k", type=_int(1), default=None, help="sample only among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this much mass")
     p.add_argument("--min-p", type=float, default=None,
                    help="drop tokens less likely than min_p times the most likely one")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed", type=SEED, default=0, help="sampling seed (0 <= seed < 2**63)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p = commands.add_parser("zoo", help="list, verify, retrain or ship the book's shipped models",
                             description="The book's shipped models.")
@@ -133,9 +162,25 @@ def _tokenizer(args: argparse.Namespace, text: str) -> Tokenizer:
     return CharTokenizer().train(text)
 
 
+def _record_tokenizer(trainer: Trainer, path: Path, resumed: bool) -> None:
+    """Record tokenizer.json's sha256 in the run's checkpoints (``lmcore.load_model`` checks it); a
+    resumed run must still have the tokenizer it was trained with."""
+    digest, recorded = sha256_file(path), trainer.run_files.get(path.name)
+    if resumed and recorded is not None and recorded != digest:
+        raise ValueError(f"--resume: {path} is not the tokenizer this run was trained with (its sha256 differs "
+                         "from the one last.pt records); restore the run's tokenizer.json, or start a fresh run")
+    trainer.run_files[path.name] = digest
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.resume and args.force:
+        print("error: --force starts a fresh run and --resume continues one; pass only one", file=sys.stderr)
+        return 2
     info = init_distributed()
     try:
+        if not args.resume and info.is_main:
+            # Refuse before anything is written: an earlier run's tokenizer.json in --out is part of it.
+            claim_out_dir(args.out, overwrite=args.force)
         train_text, val_text = load_corpus(args.corpus)
         tok = _tokenizer(args, train_text + val_text)
         if val_text:
@@ -147,20 +192,23 @@ def _train(args: argparse.Namespace) -> int:
             grad_accum_steps=args.grad_accum, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup,
             weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_interval=args.eval_interval,
             eval_iters=args.eval_iters, seed=args.seed, device=args.device, dtype=args.dtype,
-            compile=args.compile, out_dir=args.out, progress=not args.no_progress)
+            compile=args.compile, out_dir=args.out, progress=not args.no_progress, overwrite=args.force)
         seed_everything(args.seed)
         model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=args.context_length, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout))
         trainer = Trainer(model, config, train_ids, val_ids)
+        tok_path = Path(args.out) / "tokenizer.json"
         if args.resume:
             trainer.resume()
         elif info.is_main:
-            tok.save(Path(args.out) / "tokenizer.json")
+            tok.save(tok_path)
+        if args.resume or info.is_main:        # (in a fresh run only rank 0 has written the file)
+            _record_tokenizer(trainer, tok_path, args.resume)
         if info.is_main:
             print(f"{model.num_params():,} parameters (non-embedding) | {len(train_ids):,} training tokens | "
                   f"device {trainer.device} | {info.world_size} process(es) | starting at step {trainer.step}")
         trainer.train()
-    except (ValueError, TypeError, FileNotFoundError, ConnectionError) as e:
+    except (ValueError, TypeError, OSError) as e:      # OSError: FileExistsError, FileNotFoundError, offline
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
@@ -174,8 +222,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     try:
-        if args.max_new_tokens < 1 or args.num_samples < 1:
-            raise ValueError("--max-new-tokens and --num-samples must be >= 1")
         if args.zoo:
             model, tok = pretrained(args.zoo, device=args.device)
         else:
@@ -188,7 +234,7 @@ def _sample(args: argparse.Namespace) -> int:
         gen = torch.Generator(device=device).manual_seed(args.seed)
         out = generate(model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                        top_p=args.top_p, min_p=args.min_p, generator=gen)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for i, row in enumerate(out.tolist()):

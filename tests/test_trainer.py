@@ -71,7 +71,8 @@ def test_lr_schedule_matches_formula():
     (dict(min_lr=1.0, lr=0.1), ValueError), (dict(batch_size=0), ValueError), (dict(grad_accum_steps=0), ValueError),
     (dict(dtype="fp8"), ValueError), (dict(beta2=1.0), ValueError), (dict(max_steps=2.5), TypeError),
     (dict(max_steps=True), TypeError), (dict(lr=float("nan")), ValueError), (dict(grad_clip=-1.0), ValueError),
-    (dict(warmup_steps=50, lr_decay_steps=10), ValueError),
+    (dict(warmup_steps=50, lr_decay_steps=10), ValueError), (dict(seed=2**63), ValueError),
+    (dict(seed=-1), ValueError), (dict(overwrite="yes"), TypeError),
 ])
 def test_bad_config_values(bad, exc):
     with pytest.raises(exc, match=next(iter(bad))):

@@ -3,6 +3,7 @@
 Retraining is tested with a tiny stand-in recipe; the shipped models themselves are only loaded."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -212,3 +213,85 @@ def test_the_package_data_ships_every_weight_file():
     wanted = ["weights/manifest.json"] + [f"weights/{name}/{file}" for name in manifest for file in manifest[name]]
     for path in wanted:
         assert any(fnmatch.fnmatch(path, g) for g in globs), f"{path} is not in pyproject's package-data"
+
+
+# --- every folder the zoo writes is verified on every load ---------------------------------------------
+
+# a smaller model than the (tiny) toy-char recipe, as a 1-layer model is smaller than the real toy-char
+SMALLER = zoo.Recipe(**{**TINY.__dict__, "model": dict(TINY.model, n_embd=8)})
+
+
+@pytest.fixture
+def cached(tiny_zoo):
+    """The cache folder of a retrained tiny toy-char (after shipping it, which retraining compares with)."""
+    zoo.ship("toy-char", progress=False)
+    return zoo.retrain_model("toy-char", progress=False).path
+
+
+def _flip(path, where=0.5):
+    blob = bytearray(path.read_bytes())
+    blob[int(len(blob) * where)] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def test_a_retrained_folder_records_the_checksum_of_every_file(cached):
+    recorded = json.loads((cached / zoo.CHECKSUMS).read_text())
+    assert recorded == {f: hashlib.sha256((cached / f).read_bytes()).hexdigest() for f in zoo.FILES}
+    model, tok = zoo.load_model(cached, device="cpu")
+    assert model.config.n_layer == TINY.model["n_layer"] and tok.vocab_size == model.config.vocab_size
+
+
+@pytest.mark.parametrize("victim", zoo.FILES)
+@pytest.mark.parametrize("where", [0.02, 0.5, 0.98])
+def test_any_damaged_file_of_a_cached_model_is_refused_with_what_to_do(cached, victim, where):
+    _flip(cached / victim, where)
+    with pytest.raises(ValueError, match=rf"{victim} fails its checksum.*retrain=True.*lmcore.pretrained\('toy-char'\)"):
+        zoo.load_model(cached, device="cpu")
+
+
+@pytest.mark.parametrize("victim", (*zoo.FILES, zoo.CHECKSUMS))
+def test_a_missing_file_of_a_cached_model_says_how_to_recover(cached, victim):
+    (cached / victim).unlink()
+    with pytest.raises((FileNotFoundError, ValueError), match=r"retrain=True") as info:
+        zoo.load_model(cached, device="cpu")
+    assert "best.pt" not in str(info.value) and "last.pt" not in str(info.value)
+
+
+def test_a_one_letter_change_in_a_cached_tokenizer_is_refused(cached):
+    path = cached / "tokenizer.json"
+    from lmcore.tokenizers import CharTokenizer, load_tokenizer
+
+    chars = "".join(load_tokenizer(path).chars)
+    CharTokenizer().train(chars.replace("u", "v")).save(path)           # a valid tokenizer, of the same size
+    with pytest.raises(ValueError, match="tokenizer.json fails its checksum"):
+        zoo.load_model(cached, device="cpu")
+
+
+def test_a_smaller_model_placed_in_the_cache_is_not_served_as_toy_char(cached, monkeypatch, tmp_path):
+    monkeypatch.setitem(zoo.RECIPES, "toy-char", SMALLER)
+    other = zoo.retrain_model("toy-char", out=tmp_path / "one", progress=False).path   # (compares with the shipped)
+    monkeypatch.setitem(zoo.RECIPES, "toy-char", TINY)
+    assert zoo.load_model(other, device="cpu")[0].config.n_embd == 8        # a consistent folder of its own
+    for f in (*zoo.FILES, zoo.CHECKSUMS):                                   # the whole folder swapped in
+        shutil.copy(other / f, cached / f)
+    with pytest.raises(ValueError, match="holds another model than its recipe says.*recipe key"):
+        zoo.load_model(cached, device="cpu")
+    with pytest.raises(ValueError, match="holds another model.*n_embd=8, not 16"):
+        zoo._load_entry(cached, "toy-char", torch.device("cpu"))           # as pretrained() checks an entry
+
+
+def test_meta_that_contradicts_its_recipe_is_refused_even_with_matching_checksums(cached):
+    meta = json.loads((cached / "meta.json").read_text())
+    meta["model_config"]["n_layer"] = 2
+    (cached / "meta.json").write_text(json.dumps(meta))
+    zoo.folders.write_checksums(cached)                                   # consistent checksums, wrong content
+    with pytest.raises(ValueError, match="n_layer=2, not 1"):
+        zoo.load_model(cached, device="cpu")
+
+
+def test_load_model_of_a_shipped_folder_checks_the_manifest(shipped_copy):
+    model, _ = zoo.load_model(shipped_copy / "toy-char", device="cpu")
+    assert model.config.n_layer == 4
+    _flip(shipped_copy / "toy-char" / "tokenizer.json")
+    with pytest.raises(ValueError, match="tokenizer.json fails its checksum"):
+        zoo.load_model(shipped_copy / "toy-char", device="cpu")

@@ -6,6 +6,12 @@ directory (``$LMCORE_CACHE``, default ``~/.cache/lmcore``), then in local folder
 ``$LMCORE_LOCAL_DATA`` (a path list, for offline machines), and only then downloads it.  Every copy
 is checked against the registry's sha256 before it is used or cached, and written atomically, so
 a partial or corrupted file is never used.  Any local text file works too: ``load_text(path)``.
+
+Names and paths are never ambiguous: a registered name (``"toy"``, ``"tinyshakespeare"``) always
+means the registry, whatever files the working directory holds; a file is read only when given
+as a path: a ``pathlib.Path`` (or other ``os.PathLike``), or a string with a directory separator or
+a file suffix (``"./toy"``, ``"data/input.txt"``, ``"notes.txt"``).  Any other string is an unknown
+corpus name, an error that lists the known ones.
 """
 from __future__ import annotations
 
@@ -54,8 +60,19 @@ def cache_dir() -> Path:
 
 
 def _info(name: str) -> CorpusInfo:
-    return check_key("name", name, CORPORA, "unknown corpus {value!r}; known corpora: {known}. "
-                     "To use your own text, pass the path of a local text file instead.")
+    hint = f" (a file {name!r} exists here: pass './{name}' to read it)" if isinstance(name, str) \
+        and Path(name).is_file() else ""
+    return check_key("name", name, CORPORA, "unknown corpus {value!r}; known corpora: {known} (and 'toy' for "
+                     "load_text). To use your own text, pass a path such as './my.txt' or a pathlib.Path" + hint)
+
+
+def _is_path(text: str) -> bool:
+    """True when the string ``text`` is written as a path (a directory separator or a file suffix);
+    registered names never are."""
+    if text == "toy" or text in CORPORA:
+        return False
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(sep in text for sep in separators) or Path(text).suffix != ""
 
 
 def available(name: str) -> bool:
@@ -119,17 +136,20 @@ def fetch_corpus(name: str, url: str | None = None, timeout: float = 30.0) -> Pa
 
 def load_text(name_or_path: str | os.PathLike, url: str | None = None) -> str:
     """The text of a registered corpus (by name), the toy language's training split (``"toy"``),
-    or any local UTF-8 text file (by path)."""
+    or a local UTF-8 text file (by path: see the module docstring for which strings are paths).
+
+    A registered name is never read from a file of that name in the working directory.
+    """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a corpus name or a path, got {type(name_or_path).__name__}")
-    if Path(name_or_path).is_file():
-        return Path(name_or_path).read_text(encoding="utf-8")
-    if not isinstance(name_or_path, str):  # a Path object names a file, never a corpus
-        raise FileNotFoundError(f"no such text file: {str(name_or_path)!r}")
+    if not isinstance(name_or_path, str) or _is_path(name_or_path):   # a Path object is always a path
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such text file: {str(name_or_path)!r}")
+        return path.read_text(encoding="utf-8")
     if name_or_path == "toy":
         from .toy import toy_corpus
 
         return toy_corpus("train")
-    if name_or_path not in CORPORA and (os.sep in name_or_path or name_or_path.endswith(".txt")):
-        raise FileNotFoundError(f"no such text file: {name_or_path!r}")
+    _info(name_or_path)       # an unknown name is an error here, whatever files exist
     return fetch_corpus(name_or_path, url=url).read_text(encoding="utf-8")

@@ -4,8 +4,8 @@
 write and then compares with these.
 """
 from .base import Tokenizer, load_tokenizer
-from .bpe import GPT2_PATTERN, BPETokenizer, merge_pair, train_merges
+from .bpe import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, merge_pair, train_merges
 from .char import CharTokenizer
 
-__all__ = ["Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer", "GPT2_PATTERN", "train_merges",
-           "merge_pair"]
+__all__ = ["Tokenizer", "load_tokenizer", "CharTokenizer", "BPETokenizer", "GPT2_PATTERN", "GPT4_PATTERN",
+           "train_merges", "merge_pair"]

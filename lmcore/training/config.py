@@ -25,8 +25,10 @@ BatchFn = Callable[[str, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Fields that may differ between a checkpoint and the run resuming it: they change how long
 # the run goes on, how often it reports, or where it runs, not what a training step computes.
+# A new max_steps does not restart the learning-rate schedule: lmcore.training.schedule keeps
+# it continuous from the resume step to the new end.
 RESUMABLE_FIELDS = frozenset({"max_steps", "eval_interval", "eval_iters", "device", "compile",
-                              "out_dir", "save_best", "progress"})
+                              "out_dir", "save_best", "progress", "overwrite"})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -68,6 +70,7 @@ class TrainConfig:
     out_dir: str | None = None         # where checkpoints go; None = keep nothing on disk
     save_best: bool = True             # also keep best.pt (lowest validation loss)
     progress: bool = True              # show a tqdm progress bar
+    overwrite: bool = False            # a fresh run may replace another run's checkpoints in out_dir
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters"):
@@ -75,7 +78,7 @@ class TrainConfig:
         check_int("TrainConfig.seq_len", self.seq_len, low=1, optional=True)
         check_int("TrainConfig.lr_decay_steps", self.lr_decay_steps, low=1, optional=True)
         check_int("TrainConfig.warmup_steps", self.warmup_steps, low=0)
-        check_int("TrainConfig.seed", self.seed, low=0)
+        check_int("TrainConfig.seed", self.seed, low=0, high=2**63 - 1)
         check_float("TrainConfig.lr", self.lr, low=0, low_open=True)
         check_float("TrainConfig.min_lr", self.min_lr, low=0, high=self.lr)
         check_float("TrainConfig.weight_decay", self.weight_decay, low=0)
@@ -83,12 +86,18 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             check_float(f"TrainConfig.{name}", getattr(self, name), low=0, high=1, high_open=True)
         check_choice("TrainConfig.dtype", self.dtype, DTYPES)
+        if not isinstance(self.overwrite, bool):
+            raise TypeError(f"TrainConfig.overwrite must be a bool, got {type(self.overwrite).__name__}")
         if self.lr_decay_steps is not None and self.lr_decay_steps < self.warmup_steps:
             raise ValueError(f"TrainConfig.lr_decay_steps ({self.lr_decay_steps}) must be >= warmup_steps "
                              f"({self.warmup_steps})")
 
     def lr_at(self, step: int) -> float:
-        """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine."""
+        """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine.
+
+        This is a new run's schedule; a run resumed with another ``max_steps`` goes on continuously
+        from where it was instead (:mod:`lmcore.training.schedule`).
+        """
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         decay_steps = self.lr_decay_steps or self.max_steps

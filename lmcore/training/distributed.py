@@ -35,8 +35,8 @@ Notes:
   processes (16 above), and each rank trains on its own ``batch_size / world_size`` rows.  With the
   same seed, the result matches one process training on the whole batch (up to float rounding).
 * Only rank 0 writes checkpoints.  To ``--resume``, every node must be able to read the run
-  directory: put ``--out`` on a shared file system, or copy ``last.pt`` (with its ``.sha256``) to
-  each node first.
+  directory: put ``--out`` on a shared file system, or copy ``last.pt`` (its checksum is inside
+  it) and ``tokenizer.json`` to each node first.
 * Without GPUs the same commands work on CPUs with the gloo backend (e.g.
   ``torchrun --standalone --nproc_per_node=2 -m lmcore train ...``); useful for testing, slow
   for training.

@@ -6,7 +6,8 @@ does), and does what a careful training script does, in one readable place:
 * **AdamW** with weight decay only on matrices and embeddings (parameters with >= 2 dimensions),
   never on biases or LayerNorm gains, whose scale is not a source of over-fitting;
 * a learning rate that **warms up** linearly (Adam's second-moment estimates are noisy at first)
-  and then follows a **cosine** down to ``min_lr``;
+  and then follows a **cosine** down to ``min_lr`` (continuous when a resumed run changes its
+  length, see :mod:`lmcore.training.schedule`);
 * **gradient accumulation** (a large batch in several small micro-batches) and **clipping**;
 * **mixed precision** on CUDA (bfloat16, or float16 with a loss scaler on older GPUs), plain
   float32 on CPU and Apple's MPS; optional ``torch.compile``;
@@ -14,7 +15,8 @@ does), and does what a careful training script does, in one readable place:
   bar, and a **history** for plots;
 * **checkpoints** that resume *exactly*: the batches come from a generator the Trainer owns, and
   its state, the RNG states and the optimiser are saved, so an interrupted and resumed run
-  produces the same losses, bit for bit on a CPU, as an uninterrupted one;
+  produces the same losses, bit for bit on a CPU, as an uninterrupted one (and a fresh run never
+  overwrites another's checkpoints unless ``TrainConfig(overwrite=True)``);
 * **several processes** under ``torchrun`` (see :mod:`lmcore.training.distributed`).
 
 >>> from lmcore import data, CharTokenizer, Trainer, TrainConfig
@@ -43,9 +45,11 @@ from .._version import __version__
 from ..data import get_batch
 from ..models import GPT
 from ..runtime import get_device
-from .checkpoint import load_checkpoint, model_config_dict, resolve_checkpoint, save_checkpoint, unwrap
+from . import checkpoint as ckpt
+from .checkpoint import model_config_dict, unwrap
 from .config import RESUMABLE_FIELDS, BatchFn, NonFiniteLossError, TrainConfig
 from .distributed import all_reduce_mean, dist_info
+from .schedule import initial_schedule, resumed_schedule, scheduled_lr
 
 __all__ = ["Trainer"]
 
@@ -66,6 +70,8 @@ class Trainer:
             ``grad_norm``, ``elapsed_s``) and one per evaluation (``step``, ``tokens``,
             ``eval_train_loss``, ``val_loss``, ``val_ppl``); ``series(key)`` picks one curve.
         best_val_loss: lowest validation loss seen (``inf`` before the first evaluation).
+        lr_schedule: the learning-rate segments (:mod:`lmcore.training.schedule`).
+        run_files: ``{name: sha256}`` of the run's other files in ``out_dir`` (the CLI's ``tokenizer.json``).
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, train_data: torch.Tensor | None = None,
@@ -112,6 +118,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val_loss = math.inf
         self._elapsed = 0.0
+        self.lr_schedule = initial_schedule(config)
+        self.run_files: dict[str, str] = {}
+        self._claimed = False          # out_dir checked: this run may write its checkpoints there
 
     # --- construction helpers ----------------------------------------------------------------
     def _pick_device(self, config: TrainConfig) -> torch.device:
@@ -214,7 +223,7 @@ class Trainer:
         """
         cfg = self.config
         self.model.train()
-        lr = cfg.lr_at(self.step)
+        lr = scheduled_lr(cfg, self.lr_schedule, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = torch.zeros((), device=self.device)
@@ -327,52 +336,40 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (plain containers and tensors only)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
-            "step": self.step,
-            "tokens": self.tokens,
-            "elapsed_s": self._elapsed,
-            "best_val_loss": self.best_val_loss,
+            "step": self.step, "tokens": self.tokens, "elapsed_s": self._elapsed, "best_val_loss": self.best_val_loss,
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "rng": rng,
+            "rng": ckpt.rng_state(self.generator),
             "model_config": model_config_dict(self.model),
             "model_class": type(unwrap(self.model)).__name__,
             "train_config": self.config.to_dict(),
-            "history": self.history,
+            "history": self.history, "lr_schedule": self.lr_schedule, "run_files": self.run_files,
             "lmcore_version": __version__,
         }
 
     def save_checkpoint(self, tag: str = "last") -> Path | None:
-        """Write ``<out_dir>/<tag>.pt`` (rank 0 only; returns its path, or None on other ranks)."""
+        """Write ``<out_dir>/<tag>.pt`` (rank 0 only; returns its path, or None on other ranks).  A fresh
+        (not resumed) run's first save raises ``FileExistsError`` over another run's checkpoints
+        (``last.pt``, ``best.pt``) unless ``TrainConfig.overwrite``."""
         if not self.config.out_dir:
             raise ValueError("TrainConfig.out_dir is not set: there is nowhere to save a checkpoint")
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.state_dict(), Path(self.config.out_dir) / f"{tag}.pt")
+        if not self._claimed:
+            ckpt.claim_out_dir(self.config.out_dir, self.config.overwrite)
+            self._claimed = True
+        return ckpt.save_checkpoint(self.state_dict(), Path(self.config.out_dir) / f"{tag}.pt")
 
     def _save_last(self) -> None:
         if self.config.out_dir:
             self.save_checkpoint("last")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; raises ``ValueError`` if it belongs to another config."""
-        mine, theirs = model_config_dict(self.model), state.get("model_config")
-        if mine != theirs:
-            diff = sorted(k for k in set(mine or {}) | set(theirs or {})
-                          if (mine or {}).get(k) != (theirs or {}).get(k))
-            raise ValueError(f"the checkpoint's model config differs from this model's in {diff}: "
-                             f"checkpoint {theirs}, model {mine}; build the model from the checkpoint's "
-                             "config or use another out_dir")
-        mine, theirs = self.config.to_dict(), state["train_config"]
-        diff = sorted(k for k in mine if k not in RESUMABLE_FIELDS and mine[k] != theirs.get(k))
-        if diff:
-            raise ValueError("the checkpoint was trained with a different TrainConfig: "
-                             + ", ".join(f"{k}={theirs.get(k)!r} (now {mine[k]!r})" for k in diff)
-                             + "; a resumed run must keep these, or start a fresh run in another out_dir")
+        """Restore a :meth:`state_dict`; raises ``ValueError`` if it belongs to another config.  A new
+        ``max_steps`` is allowed: the learning rate goes on continuously (:mod:`lmcore.training.schedule`)."""
+        ckpt.check_resumable(state, model_config_dict(self.model), self.config.to_dict(), RESUMABLE_FIELDS)
         try:
             unwrap(self.model).load_state_dict(state["model"])
         except RuntimeError as e:
@@ -380,13 +377,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if torch.cuda.is_available() and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.generator.set_state(state["rng"]["data"])
+        ckpt.restore_rng_state(state["rng"], self.generator)
         self.step, self.tokens = state["step"], state["tokens"]
         self._elapsed, self.best_val_loss = state["elapsed_s"], state["best_val_loss"]
         self.history = list(state["history"])
+        self.lr_schedule = resumed_schedule(self.config, state, self.step)
+        self.run_files = dict(state.get("run_files") or {})
 
     def resume(self, path: str | os.PathLike | None = None) -> Trainer:
         """Continue from a checkpoint (default: ``<out_dir>/last.pt``) written by an identical run."""
@@ -395,5 +391,6 @@ class Trainer:
                 raise ValueError("pass a checkpoint path or set TrainConfig.out_dir to resume from")
             path = self.config.out_dir
         # RNG states must stay on the CPU; load_state_dict moves weights and optimiser state.
-        self.load_state_dict(load_checkpoint(resolve_checkpoint(path), map_location="cpu"))
+        self.load_state_dict(ckpt.load_checkpoint(path, map_location="cpu"))
+        self._claimed = True           # a resumed run goes on writing its own checkpoints
         return self

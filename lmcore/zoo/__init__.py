@@ -10,11 +10,13 @@ were trained once from a *recipe* and ship with the package as safetensors files
     lmcore/zoo/weights/<name>/tokenizer.json    its tokenizer
     lmcore/zoo/weights/<name>/meta.json         recipe, model config, training history, measurements
 
-:func:`pretrained` checks every file against the manifest and loads the model in well under a
-second; a file that fails its checksum is a clear error, never a silent retrain.
-``pretrained(name, retrain=True)`` (:func:`retrain_model`, or ``python -m lmcore zoo retrain NAME``) trains the recipe
-again on this machine, caches the result under ``lmcore.data.cache_dir()`` and reports how far its
+:func:`pretrained` checks every file against the manifest and ``meta.json`` against the recipe,
+and loads the model in well under a second; a file that fails its checksum is a clear error,
+never a silent retrain.  ``pretrained(name, retrain=True)`` (:func:`retrain_model`, or ``python -m
+lmcore zoo retrain NAME``) trains the recipe again on this machine, caches the result under
+``lmcore.data.cache_dir()`` (with a ``checksums.json`` of its files) and reports how far its
 validation loss is from the shipped model's, against the recipe's stated tolerance.
+:func:`load_model` verifies whatever it loads too (:mod:`lmcore.zoo.folders`).
 
 Models:
 
@@ -26,25 +28,22 @@ Models:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 
 from .. import data
-from .._checks import check_key, eval_mode
 from .._io import atomic_write, sha256_file
 from .._version import __version__
 from ..models import GPT, GPTConfig
@@ -52,65 +51,11 @@ from ..runtime import get_device, seed_everything, torch_threads
 from ..tokenizers import CharTokenizer, Tokenizer, load_tokenizer
 from ..training import TrainConfig, Trainer
 from ..training.checkpoint import load_checkpoint, resolve_checkpoint
+from .folders import CHECKSUMS, FILES, check_recipe, load_folder, verify_folder, write_checksums
+from .recipes import RECIPES, Recipe, _recipe, list_models, validation_loss
 
 __all__ = ["Recipe", "RECIPES", "RetrainReport", "pretrained", "retrain_model", "ship", "list_models", "model_info",
-           "verify", "load_model", "validation_loss", "weights_dir", "FILES"]
-
-#: the files each shipped model consists of, all listed with their sha256 in ``manifest.json``
-FILES = ("model.safetensors", "tokenizer.json", "meta.json")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train one zoo model: corpus, model sizes (``GPTConfig`` fields except the vocabulary
-    size) and ``TrainConfig`` fields."""
-
-    corpus: str                       # "toy" or a name of lmcore.data.CORPORA
-    description: str
-    model: dict[str, Any] = field(default_factory=dict)   # GPTConfig fields
-    train: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields
-    seed: int = 0                     # seeds the initialisation and the batches
-    aligned: float = 0.0              # fraction of each batch's rows starting at a document (a newline)
-    val_tolerance: float = 0.01       # |retrained - shipped| validation loss allowed, nats/token
-
-    def key(self) -> str:
-        """A short hash of everything that determines the trained weights."""
-        blob = json.dumps({"corpus": self.corpus, "model": self.model, "train": self.train, "seed": self.seed,
-                           "aligned": self.aligned, "tokenizer": "char"}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-RECIPES: dict[str, Recipe] = {
-    "toy-char": Recipe(
-        corpus="toy",
-        description="char-level GPT on the toy language (4 layers, 4 heads, 128 dims, context 128)",
-        model=dict(context_length=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-        # 2000 steps, chosen by measurement (benchmarks/RESULTS.md): in 500 sampled stories pronoun
-        # errors fall from 51% (chance) at step 500 to 5% by step 1000 and 2% at 2000, valid stories
-        # from 41% to 92%, and the validation estimate from 0.391 to 0.355 (the floor is 0.3425).
-        train=dict(max_steps=2000, batch_size=16, lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.1,
-                   eval_interval=250, eval_iters=20),
-        aligned=0.5,
-    ),
-    "shakespeare-char": Recipe(
-        corpus="tinyshakespeare",
-        description="char-level GPT on Tiny Shakespeare (4 layers, 4 heads, 128 dims, context 64)",
-        model=dict(context_length=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-        train=dict(max_steps=1000, batch_size=12, lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.1,
-                   eval_interval=250, eval_iters=20),
-        val_tolerance=0.02,
-    ),
-}
-
-
-def list_models() -> dict[str, str]:
-    """Names of the zoo's models and what each is."""
-    return {name: recipe.description for name, recipe in RECIPES.items()}
-
-
-def _recipe(name: str) -> Recipe:
-    return check_key("name", name, RECIPES, "unknown model {value!r}; the known models are {known} "
-                     "(lmcore.zoo.list_models())")
+           "verify", "load_model", "validation_loss", "weights_dir", "FILES", "CHECKSUMS"]
 
 
 def weights_dir() -> Path:
@@ -160,18 +105,29 @@ def model_info(name: str) -> dict[str, Any]:
     return json.loads((verify(name) / "meta.json").read_text(encoding="utf-8"))
 
 
-def _load_folder(folder: Path, device: torch.device) -> tuple[GPT, Tokenizer]:
+def _load_entry(folder: Path, name: str | None, device: torch.device, shipped: bool | None = None
+                ) -> tuple[GPT, Tokenizer]:
+    """Verify and load a zoo folder: a shipped one (listed in its parent's manifest; None = find out)
+    or one with its own checksums; with ``name``, it must hold the zoo's current recipe of that name."""
+    if shipped is None:
+        shipped = not (folder / CHECKSUMS).exists() and folder.name in RECIPES \
+            and (folder.parent / "manifest.json").is_file() and folder.name in _manifest(folder.parent)
+    if shipped:
+        verify(folder.name, root=folder.parent)
+        digests = _manifest(folder.parent)[folder.name]
+    else:
+        digests = verify_folder(folder)
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    model = GPT(GPTConfig(**meta["model_config"]))
-    load_safetensors(model, str(folder / "model.safetensors"), strict=True, device="cpu")
-    return model.to(device).eval(), load_tokenizer(folder / "tokenizer.json")
+    check_recipe(meta, folder, name)
+    return load_folder(folder, meta, digests, device)
 
 
 def pretrained(name: str, device: str | torch.device | None = None, retrain: bool = False,
                progress: bool = True) -> tuple[GPT, Tokenizer]:
     """``(model, tokenizer)`` of zoo model ``name`` on ``device``, in eval mode.
 
-    Loads the shipped weights after checking them against the manifest (see the module docstring).
+    Loads the shipped weights after checking them against the manifest (see the module docstring)
+    and ``meta.json`` against the recipe ``name``.
     With ``retrain=True`` trains the recipe again on this machine instead, prints how far it lands
     from the shipped model, and returns the retrained model (see :func:`retrain_model`).
     """
@@ -181,8 +137,9 @@ def pretrained(name: str, device: str | torch.device | None = None, retrain: boo
     if retrain:
         report = retrain_model(name, device=device, progress=progress)
         print(report)
-        return _load_folder(report.path, device)
-    return _load_folder(verify(name), device)
+        return _load_entry(report.path, name, device)
+    _recipe(name)
+    return _load_entry(weights_dir() / name, name, device, shipped=True)
 
 
 # --- training a recipe ------------------------------------------------------------------------
@@ -201,34 +158,6 @@ def _corpus(name: str, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor, Char
     text = data.load_text(recipe.corpus)
     tok = CharTokenizer().train(text)
     return (*data.train_val_split(tok.encode(text), 0.1), tok)
-
-
-def validation_loss(model: GPT, ids: torch.Tensor, batch_size: int = 64) -> float:
-    """Mean next-token cross-entropy of ``model`` over a whole token stream (nats/token).
-
-    Deterministic, unlike a loss estimated on random batches: windows of ``context_length`` tokens
-    overlap by half, and every token after the first window is scored with at least half a block of
-    context (the first window scores all its tokens).
-    """
-    block = model.config.context_length
-    stride = block // 2
-    ids = torch.as_tensor(ids, dtype=torch.long)
-    if ids.ndim != 1 or ids.numel() <= block:
-        raise ValueError(f"ids must be a 1-D stream longer than context_length={block}, got shape {tuple(ids.shape)}")
-    device = next(model.parameters()).device
-    starts = list(range(0, ids.numel() - block, stride))
-    total, count = 0.0, 0
-    with eval_mode(model), torch.no_grad():
-        for i in range(0, len(starts), batch_size):
-            chunk = starts[i:i + batch_size]
-            batch = torch.stack([ids[s:s + block + 1] for s in chunk]).to(device)
-            logits, _ = model(batch[:, :-1])
-            nll = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")   # (B, T)
-            for row, s in zip(nll, chunk):
-                scored = row if s == 0 else row[block - stride:]   # only tokens not scored before
-                total += scored.double().sum().item()
-                count += scored.numel()
-    return total / count
 
 
 def _train(name: str, recipe: Recipe, device: torch.device, out: Path, progress: bool) -> None:
@@ -320,8 +249,9 @@ def retrain_model(name: str, device: str | torch.device | None = None, progress:
     """Train zoo model ``name`` from its recipe on ``device`` and compare it with the shipped one.
 
     The result goes to ``out`` (default: ``cache_dir()/models/<name>-<recipe key>``), written in a
-    temporary folder and renamed into place when complete; an existing ``out`` is replaced only
-    with ``force=True`` (the default cache folder is always replaced).
+    temporary folder (with the ``checksums.json`` every load verifies) and renamed into place when
+    complete; an existing ``out`` is replaced only with ``force=True`` (the default cache folder
+    is always replaced).
     """
     recipe = _recipe(name)
     device = get_device(device)
@@ -329,7 +259,8 @@ def retrain_model(name: str, device: str | torch.device | None = None, progress:
     final = Path(out) if out is not None else data.cache_dir() / "models" / f"{name}-{recipe.key()}"
     if out is not None and final.exists() and not force:
         raise FileExistsError(f"{final} exists; pass force=True (--force) to replace it")
-    _train_into(final, name, recipe, device, progress)
+    _train_into(final, name, recipe, device, progress, before_swap=write_checksums)
+    verify_folder(final)
     meta = json.loads((final / "meta.json").read_text(encoding="utf-8"))
     return RetrainReport(name, final, meta["val_loss"], shipped["val_loss"], recipe.val_tolerance,
                          meta["train_seconds"])
@@ -338,21 +269,48 @@ def retrain_model(name: str, device: str | torch.device | None = None, progress:
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None,
                tag: str = "last") -> tuple[GPT, Tokenizer]:
     """``(model, tokenizer)`` from a training run's directory (``python -m lmcore train --out DIR``)
-    or a zoo model's folder: the GPT in eval mode on ``device``, and its ``tokenizer.json``."""
+    or a zoo model's folder: the GPT in eval mode on ``device``, and its ``tokenizer.json``.
+
+    Everything is verified first: a zoo folder's files against its checksums and its recipe (see
+    :mod:`lmcore.zoo.folders`); a run's checkpoint against the checksum inside it and its
+    ``tokenizer.json`` against the sha256 the checkpoint records (a checkpoint that records none,
+    written by ``Trainer`` without the CLI, gets a warning); and the tokenizer's vocabulary
+    against the model's.  Raises ``ValueError`` / ``FileNotFoundError`` saying what to do.
+    """
     device = get_device(device)
     folder = Path(path)
-    if (folder / "model.safetensors").is_file() and (folder / "meta.json").is_file():
-        return _load_folder(folder, device)
+    # A zoo folder, even a damaged one, has one of these; a run directory has none of them.
+    if folder.is_dir() and any((folder / f).exists() for f in ("model.safetensors", "meta.json", CHECKSUMS)):
+        return _load_entry(folder, None, device)
     ckpt_path = resolve_checkpoint(path, tag)
     state = load_checkpoint(ckpt_path, map_location="cpu")
-    if not state.get("model_config"):
-        raise ValueError(f"{ckpt_path} has no model config: it was not written for a GPT")
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    kind = state.get("model_class", "GPT")
+    if kind != "GPT" or not state.get("model_config"):
+        raise ValueError(f"{ckpt_path} is not a GPT checkpoint (it holds a {kind}): load_model and "
+                         "`python -m lmcore sample` load only GPTs; load it with lmcore.load_checkpoint and "
+                         "build its model yourself")
+    try:
+        model = GPT(GPTConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"{ckpt_path} does not hold a GPT this lmcore can build ({e})") from e
     tok_path = ckpt_path.parent / "tokenizer.json"
     if not tok_path.is_file():
-        raise FileNotFoundError(f"no tokenizer next to the checkpoint: {tok_path} is missing")
-    return model.to(device).eval(), load_tokenizer(tok_path)
+        raise FileNotFoundError(f"no tokenizer next to the checkpoint: {tok_path} is missing; copy the run's "
+                                "tokenizer.json there (the model cannot be used without it), or train again")
+    recorded = (state.get("run_files") or {}).get("tokenizer.json")
+    if recorded is None:
+        warnings.warn(f"{ckpt_path} records no checksum of {tok_path.name}, so the tokenizer is not verified "
+                      "(only its size); the CLI records it", stacklevel=2)
+    elif sha256_file(tok_path) != recorded:
+        raise ValueError(f"{tok_path} is not the tokenizer this run was trained with (its sha256 differs from "
+                         f"the one {ckpt_path.name} records): it is corrupt or was replaced; restore the run's "
+                         "tokenizer.json, or train again")
+    tok = load_tokenizer(tok_path, sha256=recorded)
+    if tok.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{tok_path} has {tok.vocab_size} tokens, but the model in {ckpt_path.name} has "
+                         f"vocab_size={model.config.vocab_size}: they do not belong together")
+    return model.to(device).eval(), tok
 
 
 def ship(name: str, root: Path | None = None, device: str | torch.device = "cpu", force: bool = False,
