@@ -153,7 +153,7 @@ def test_exact_entropy_inside_monte_carlo_interval(toy, unit):
 def test_estimate_entropy_rejects_bad_arguments(toy):
     with pytest.raises(ValueError, match="unit"):
         toy.estimate_entropy(n=10, unit="byte")
-    with pytest.raises(ValueError, match="n must be at least 2"):
+    with pytest.raises(ValueError, match="n must be an int >= 2"):
         toy.estimate_entropy(n=1)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from .._checks import ArgumentTypeError
 from ..tokenizers import Tokenizer
 
 __all__ = ["ROLES", "ChatTemplate", "ChatEncoding"]
@@ -67,13 +68,19 @@ class ChatTemplate:
                  end_marker: str = _DEFAULT_END_MARKER) -> None:
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be an lmcore Tokenizer, got {type(tokenizer).__name__}")
+        if role_markers is not None and not isinstance(role_markers, Mapping):
+            raise ArgumentTypeError(f"role_markers must be a dict {{role: marker}} for the roles {ROLES}, "
+                                    f"got {type(role_markers).__name__}")
         role_markers = dict(_DEFAULT_ROLE_MARKERS if role_markers is None else role_markers)
         if set(role_markers) != set(ROLES):
             raise ValueError(f"role_markers must give a marker for exactly the roles {ROLES}, "
-                             f"got {sorted(role_markers)}")
+                             f"got {sorted(role_markers, key=str)}")
+        named = {**{f"role_markers[{r!r}]": m for r, m in role_markers.items()}, "end_marker": end_marker}
+        for name, m in named.items():
+            if not isinstance(m, str) or not m:
+                error = ValueError if isinstance(m, str) else ArgumentTypeError
+                raise error(f"{name} must be a non-empty string (a marker), got {m!r}")
         markers = [*role_markers.values(), end_marker]
-        if any(not isinstance(m, str) or not m for m in markers):
-            raise ValueError(f"markers must be non-empty strings, got {markers!r}")
         if len(set(markers)) != len(markers):
             raise ValueError(f"markers must be distinct, got {markers!r}")
         # Parsing reads a turn as START content END; a start marker containing the end marker (or

@@ -9,11 +9,12 @@ scores the answers (the toy instruction set of ``lmcore.data.toy_instructions`` 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import ArgumentTypeError, check_int, check_token_ids
 from ..decoding import generate
 from ..models import GPT
 from .chat import ChatEncoding, ChatTemplate, Message
@@ -28,7 +29,14 @@ def sft_example(encoding: ChatEncoding) -> tuple[torch.Tensor, torch.Tensor]:
     ``y[t] = ids[t + 1]`` where token ``t + 1`` is an assistant token (mask True) and ``-100``
     elsewhere, so ``GPT``'s cross-entropy averages over the assistant's tokens only.
     """
+    if isinstance(encoding, (str, bytes)) or not isinstance(encoding, Sequence) or len(encoding) != 2:
+        raise ArgumentTypeError("encoding must be a ChatEncoding (ids, assistant_mask) from ChatTemplate.encode, "
+                                f"got {type(encoding).__name__}")
     ids, mask = encoding
+    check_token_ids("encoding.ids", ids)     # float ids would be truncated, negative ones fail in the model
+    if not all(isinstance(m, (bool, np.bool_)) for m in mask):
+        raise ArgumentTypeError("encoding.assistant_mask must hold one bool per id (True on the assistant's "
+                                f"tokens), got {mask!r:.60}")
     if len(ids) != len(mask) or len(ids) < 2:
         raise ValueError(f"encoding needs ids and mask of equal length >= 2, got {len(ids)} and {len(mask)}")
     if not any(mask[1:]):
@@ -45,12 +53,17 @@ def sft_batch_fn(train: Sequence[ChatEncoding], val: Sequence[ChatEncoding] | No
     conversations, right-padded with ``pad_id`` to the longest one (targets ``-100`` on padding).
 
     Right padding is harmless: attention is causal, so no real token ever sees a pad.  Every
-    conversation must fit: ``len(ids) - 1 <= seq_len`` (else ``ValueError``).
+    conversation must fit: ``len(ids) - 1 <= seq_len`` (else ``ValueError``).  ``pad_id`` must be a
+    token id of the model's vocabulary (an int >= 0; the upper bound is the model's to enforce:
+    the encodings do not carry the vocabulary size).
     """
     check_int("batch_size", batch_size, low=1)
-    splits = {"train": [sft_example(e) for e in train]}
+    check_int("seq_len", seq_len, low=1)
+    # checked here, not where a batch first needs padding: that is some random later step
+    check_int("pad_id", pad_id, low=0)
+    splits = {"train": _examples("train", train)}
     if val is not None:
-        splits["val"] = [sft_example(e) for e in val]
+        splits["val"] = _examples("val", val)
     for name, examples in splits.items():
         if not examples:
             raise ValueError(f"the {name} conversations are empty")
@@ -61,7 +74,10 @@ def sft_batch_fn(train: Sequence[ChatEncoding], val: Sequence[ChatEncoding] | No
 
     def batch_fn(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in splits:
-            raise ValueError(f"no {split!r} conversations were given to sft_batch_fn")
+            raise ValueError(f"split must be one of {tuple(splits)}: no {split!r} conversations were given to "
+                             "sft_batch_fn")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ArgumentTypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         examples = splits[split]
         # all randomness from the Trainer's generator, so runs are reproducible and resumable
         rows = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
@@ -76,7 +92,42 @@ def sft_batch_fn(train: Sequence[ChatEncoding], val: Sequence[ChatEncoding] | No
     return batch_fn
 
 
+def _examples(name: str, encodings: Sequence[ChatEncoding]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``sft_example`` of each encoding; an error names the split and the index."""
+    if isinstance(encodings, (ChatEncoding, str, bytes)) or not isinstance(encodings, Sequence):
+        raise ArgumentTypeError(f"{name} must be a list of ChatEncoding (from ChatTemplate.encode), "
+                                f"got {type(encodings).__name__}")
+    out = []
+    for i, e in enumerate(encodings):
+        try:
+            out.append(sft_example(e))
+        except ValueError as err:     # ArgumentTypeError too: its type is kept
+            raise type(err)(f"{name}[{i}]: {err}") from None
+    return out
+
+
 # --------------------------------------------------------------------- replies and accuracy
+def _check_conversations(model: GPT, template: ChatTemplate, conversations: Sequence[Sequence[Message]]) -> None:
+    if not isinstance(model, GPT):
+        raise ArgumentTypeError(f"model must be an lmcore.GPT, got {type(model).__name__}")
+    if not isinstance(template, ChatTemplate):
+        raise ArgumentTypeError(f"template must be a ChatTemplate, got {type(template).__name__}")
+    if model.config.vocab_size != template.tokenizer.vocab_size:
+        raise ValueError(f"model has vocab_size={model.config.vocab_size} but the template's tokenizer has "
+                         f"{template.tokenizer.vocab_size} tokens: they do not belong together")
+    if isinstance(conversations, (str, bytes)) or not isinstance(conversations, Sequence) \
+            or (conversations and isinstance(conversations[0], Mapping)):
+        raise ArgumentTypeError("conversations must be a list of conversations, each a list of {'role', "
+                                f"'content'}} dicts, got {type(conversations).__name__} {conversations!r:.60}")
+    for i, conv in enumerate(conversations):
+        try:
+            template.render(conv)         # checks every message
+        except ValueError as err:         # ArgumentTypeError too: its type is kept
+            raise type(err)(f"conversations[{i}]: {err}") from None
+        except TypeError as err:
+            raise ArgumentTypeError(f"conversations[{i}]: {err}") from None
+
+
 @torch.no_grad()
 def generate_replies(model: GPT, template: ChatTemplate, conversations: Sequence[Sequence[Message]],
                      max_new_tokens: int = 8) -> list[str]:
@@ -87,6 +138,7 @@ def generate_replies(model: GPT, template: ChatTemplate, conversations: Sequence
     Prompts of equal length are decoded together in one batch (greedy decoding is deterministic,
     so batching does not change the replies).
     """
+    _check_conversations(model, template, conversations)
     if len(template.end_ids) != 1:
         raise ValueError("generate_replies needs an end-of-turn marker of one token id")
     stop = template.end_ids[0]
@@ -112,8 +164,12 @@ def generate_replies(model: GPT, template: ChatTemplate, conversations: Sequence
 def exact_match(model: GPT, template: ChatTemplate, conversations: Sequence[Sequence[Message]],
                 max_new_tokens: int = 8) -> float:
     """Fraction of conversations whose greedy reply equals the last assistant message exactly."""
+    _check_conversations(model, template, conversations)
     if not conversations:
         raise ValueError("conversations is empty")
+    missing = next((i for i, conv in enumerate(conversations) if all(m["role"] != "assistant" for m in conv)), None)
+    if missing is not None:
+        raise ValueError(f"conversations[{missing}] has no assistant message to compare the reply with")
     replies = generate_replies(model, template, conversations, max_new_tokens)
     answers = [next(m["content"] for m in reversed(conv) if m["role"] == "assistant") for conv in conversations]
     return sum(r == a for r, a in zip(replies, answers)) / len(conversations)

@@ -6,23 +6,51 @@ prediction examples in one row.
 """
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
-from .._checks import check_float
+from .._checks import ArgumentTypeError, check_float, check_int, check_token_ids
 
 __all__ = ["train_val_split", "get_batch"]
 
 
 def train_val_split(ids: torch.Tensor | list[int], val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a token stream into a training head and a validation tail (no shuffling, no leak)."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-    ids = torch.as_tensor(ids, dtype=torch.long)
-    if ids.ndim != 1 or ids.numel() < 2:
-        raise ValueError(f"ids must be a 1-D stream of at least 2 tokens, got shape {tuple(ids.shape)}")
+    """Split a token stream into a training head and a validation tail (no shuffling, no leak).
+
+    ``ids``: a list, integer array or tensor of token ids (floats are refused, not truncated).
+    """
+    check_float("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
+    # a list of anything but plain ints (floats, bools, numpy ints): each element checked before the
+    # conversion could truncate it; plain ints (the usual, long stream) are checked once converted
+    if not isinstance(ids, (torch.Tensor, np.ndarray)) and not (isinstance(ids, list) and set(map(type, ids)) <= {int}):
+        check_token_ids("ids", ids)
+    t = torch.as_tensor(ids)
+    if t.ndim != 1 or t.numel() < 2:
+        raise ValueError(f"ids must be a 1-D stream of at least 2 tokens, got shape {tuple(t.shape)}")
+    stream = check_token_ids("ids", t).long()
     # at least one token on each side, however small the stream or extreme the fraction
-    n_val = min(max(1, int(round(ids.numel() * val_fraction))), ids.numel() - 1)
-    return ids[:-n_val], ids[-n_val:]
+    n_val = min(max(1, int(round(stream.numel() * val_fraction))), stream.numel() - 1)
+    return stream[:-n_val], stream[-n_val:]
+
+
+def _doc_starts(doc_starts: Any, n: int) -> torch.Tensor:
+    """``doc_starts`` as a 1-D long tensor of positions in ``[0, n)``, or a clear error."""
+    try:
+        starts = torch.as_tensor(doc_starts)     # no dtype: float positions are refused, not truncated
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"doc_starts must be a 1-D tensor or list of integer positions, "
+                                f"got {type(doc_starts).__name__}") from None
+    if starts.dtype.is_floating_point or starts.dtype.is_complex or starts.dtype == torch.bool:
+        raise ArgumentTypeError(f"doc_starts must hold integer positions, got {starts.dtype}")
+    if starts.ndim != 1:
+        raise ValueError(f"doc_starts must be 1-D, got shape {tuple(starts.shape)}")
+    # the values only on the CPU: reading them on an accelerator would stall it every batch
+    if starts.device.type == "cpu" and starts.numel() and (int(starts.min()) < 0 or int(starts.max()) >= n):
+        raise ValueError(f"doc_starts must be positions in data, in [0, {n}), got min {int(starts.min())} "
+                         f"and max {int(starts.max())}")
+    return starts.long()
 
 
 def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, device: str | torch.device = "cpu",
@@ -37,6 +65,9 @@ def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, device: str | t
     story) and ``aligned`` (a fraction in [0, 1]): the first ``round(aligned * batch_size)`` rows
     start at a random document start instead of anywhere. Random windows mostly begin mid-document,
     while a model is prompted at a document's start; aligned rows train that case too.
+
+    A negative id in a drawn window raises ``ValueError`` when ``data`` is on the CPU (on an
+    accelerator only the dtype is checked: reading values would stall it every step).
     """
     if not isinstance(data, torch.Tensor):
         raise TypeError(f"data must be a torch.Tensor of token ids, got {type(data).__name__}; "
@@ -45,27 +76,36 @@ def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, device: str | t
         raise TypeError(f"data must hold integer token ids, got dtype {data.dtype}")
     if data.ndim != 1:
         raise ValueError(f"data must be a 1-D token tensor, got shape {tuple(data.shape)}")
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+    check_int("batch_size", batch_size, low=1)
+    check_int("seq_len", seq_len, low=1)
     if data.numel() <= seq_len:
         raise ValueError(f"data has {data.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; "
                          "use more text or a smaller seq_len")
     check_float("aligned", aligned, low=0, high=1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r} ({e})") from None
+    if doc_starts is not None:
+        doc_starts = _doc_starts(doc_starts, data.numel())
     starts = torch.randint(data.numel() - seq_len, (batch_size,), generator=generator)
     n_aligned = round(aligned * batch_size)
     if n_aligned:
         if doc_starts is None:
             raise ValueError("aligned > 0 needs doc_starts, the positions where documents begin")
-        doc_starts = torch.as_tensor(doc_starts, dtype=torch.long)
+        # >= 0 too: the range of doc_starts on an accelerator is not checked above
         usable = doc_starts[(doc_starts >= 0) & (doc_starts < data.numel() - seq_len)]
-        if doc_starts.ndim != 1 or usable.numel() == 0:
-            raise ValueError("doc_starts must be a 1-D tensor with at least one position that leaves a "
+        if usable.numel() == 0:
+            raise ValueError("doc_starts must hold at least one position that leaves a "
                              f"whole window (< {data.numel() - seq_len})")
         starts[:n_aligned] = usable[torch.randint(usable.numel(), (n_aligned,), generator=generator)]
     offsets = torch.arange(seq_len + 1)
     windows = data[starts[:, None] + offsets]
+    if windows.device.type == "cpu" and int(windows.min()) < 0:
+        raise ValueError(f"data holds negative token ids (e.g. {int(windows.min())}); token ids are >= 0")
     x, y = windows[:, :-1], windows[:, 1:]
-    device = torch.device(device)
     if device.type == "cuda" and x.device.type == "cpu":  # only CPU tensors can be pinned
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)

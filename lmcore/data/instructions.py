@@ -8,10 +8,10 @@ is exact (no judge model). A conversation is a list of ``{"role", "content"}`` d
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from .._checks import check_int
-from .toy import ADJECTIVES, ToyLanguage
+from .._checks import ArgumentTypeError, check_int
+from .toy import ADJECTIVES, NAMES, NOUNS, VERBS, ToyLanguage
 
 __all__ = ["TOY_TASKS", "toy_instructions"]
 
@@ -22,6 +22,16 @@ TOY_TASKS = {
     "plural": "is the subject plural.",
     "count": "how many sentences.",
 }
+# The shortest text of each task, from the grammar: a one-sentence story "bob sees the cat." for
+# "name" and "count", a sentence "the cat sees the cat." (or "the cats see the cat.") for "plural".
+_SHORTEST_NP = len("the ") + min(map(len, NOUNS))
+_SHORTEST_VERB = min(map(len, VERBS)) + 1    # "sees"; in "the cats see" the noun has the "s" instead
+_SHORTEST_STORY = min(map(len, NAMES)) + 1 + _SHORTEST_VERB + 1 + _SHORTEST_NP + 1
+_SHORTEST = {"name": _SHORTEST_STORY, "count": _SHORTEST_STORY,
+             "plural": _SHORTEST_NP + 1 + _SHORTEST_VERB + 1 + _SHORTEST_NP + 1}
+# stories in a row without a new conversation after which toy_instructions gives up: the settings
+# leave too few distinct texts (a short max_chars, a large n, a large exclude)
+_MAX_FAILED_DRAWS = 20_000
 
 
 def _plural_subject(sentence: str) -> bool | None:
@@ -43,15 +53,34 @@ def toy_instructions(n: int, seed: int = 0, tasks: Sequence[str] = tuple(TOY_TAS
     ``"count"``: the number of sentences of a story, as a word.  The text of a user message has at
     most ``max_chars`` characters; conversations whose user message is in ``exclude`` are skipped
     (to keep a held-out set disjoint from training).  Deterministic for a given ``seed``.
+
+    A ``max_chars`` below the shortest text of a task raises ``ValueError`` at once; settings that
+    leave fewer than ``n`` distinct conversations raise it once 20,000 stories in a row gave no new
+    one (a bound, so no setting runs forever).
     """
     check_int("n", n, low=0)
-    unknown = [t for t in tasks if t not in TOY_TASKS]
+    check_int("max_chars", max_chars, low=1)
+    if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+        raise ArgumentTypeError(f"tasks must be a list or tuple of task names from {tuple(TOY_TASKS)}, got {tasks!r}")
+    unknown = [t for t in tasks if t not in tuple(TOY_TASKS)]
     if not tasks or unknown:
         raise ValueError(f"tasks must be a non-empty subset of {tuple(TOY_TASKS)}, got {tasks!r}")
-    seen = {conv[0]["content"] for conv in exclude}
-    toy, rng = ToyLanguage(), random.Random(seed)
+    too_short = {t: _SHORTEST[t] for t in tasks if _SHORTEST[t] > max_chars}
+    if too_short:
+        raise ValueError(f"max_chars={max_chars} is below the shortest text of the task "
+                         + ", ".join(f"{t!r} ({k} characters)" for t, k in too_short.items())
+                         + f": no conversation can be made; use max_chars >= {max(too_short.values())}")
+    seen = _user_messages(exclude)
+    n_excluded = len(seen)
+    toy, rng = ToyLanguage(), random.Random(check_int("seed", seed))
     out: list[list[dict[str, str]]] = []
+    failed = 0
     while len(out) < n:
+        if failed == _MAX_FAILED_DRAWS:
+            raise ValueError(f"no new conversation in {failed:,} stories in a row ({len(out)} of n={n} made): "
+                             f"max_chars={max_chars} and exclude ({n_excluded} conversations) leave too few "
+                             "distinct texts; raise max_chars, lower n or exclude fewer")
+        failed += 1
         task = tasks[len(out) % len(tasks)]
         # a fresh seed per story from one generator: the dataset depends on ``seed`` alone
         story = toy.sample(1, seed=rng.getrandbits(32))[0].rstrip("\n")
@@ -70,4 +99,19 @@ def toy_instructions(n: int, seed: int = 0, tasks: Sequence[str] = tuple(TOY_TAS
             continue
         seen.add(user)
         out.append([{"role": "user", "content": user}, {"role": "assistant", "content": answer}])
+        failed = 0
     return out
+
+
+def _user_messages(exclude: Iterable[Sequence[Mapping[str, str]]]) -> set[str]:
+    """The first message of every conversation in ``exclude``, or ``ArgumentTypeError``."""
+    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+        raise ArgumentTypeError(f"exclude must be a list of conversations, got {type(exclude).__name__}")
+    seen = set()
+    for i, conv in enumerate(exclude):
+        first = conv[0] if isinstance(conv, Sequence) and not isinstance(conv, str) and conv else None
+        if not isinstance(first, Mapping) or not isinstance(first.get("content"), str):
+            raise ArgumentTypeError(f"exclude[{i}] must be a conversation, a list of {{'role', 'content'}} dicts "
+                                    f"as toy_instructions returns, got {conv!r:.60}")
+        seen.add(first["content"])
+    return seen

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from .._checks import check_int
+from .._checks import ArgumentTypeError, check_choice, check_float, check_int, check_key
 
 __all__ = ["ToyLanguage", "toy_corpus"]
 
@@ -95,7 +96,7 @@ class ToyLanguage:
     def sample(self, n: int, seed: int = 0) -> list[str]:
         """Draw ``n`` independent stories (each ends with ``"\\n"``), deterministic at ``seed``."""
         check_int("n", n, low=0)
-        rng = random.Random(seed)
+        rng = random.Random(check_int("seed", seed))   # not a float: Random would hash it silently
         return [self._story(rng) for _ in range(n)]
 
     def _np(self, rng: random.Random, plural: bool) -> str:
@@ -256,12 +257,12 @@ class ToyLanguage:
         """Monte-Carlo estimate of the entropy rate from ``n`` sampled stories, with a CI.
 
         The rate is a ratio of means, −Σ log p(story) / Σ length(story), so the interval comes
-        from the delta method.  It checks the exact value above independently.
+        from the delta method.  It checks the exact value above independently.  ``level``: the
+        confidence of the interval, in (0, 1) (0 would give a zero-width interval, 1 an infinite one).
         """
-        if unit not in ("char", "word", "story"):
-            raise ValueError(f"unit must be 'char', 'word' or 'story', got {unit!r}")
-        if n < 2:
-            raise ValueError(f"n must be at least 2, got {n}")
+        check_choice("unit", unit, ("char", "word", "story"))
+        check_int("n", n, low=2)        # the standard error divides by n - 1
+        check_float("level", level, low=0, high=1, low_open=True, high_open=True)
         from scipy.stats import norm
 
         stories = self.sample(n, seed)
@@ -287,8 +288,7 @@ class ToyLanguage:
         else is wrong with the text) and returns ``(errors, checked)``: how many main verbs have the
         wrong number, out of how many such sentences were found.
         """
-        if isinstance(texts, str):
-            texts = [texts]
+        texts = _texts(texts)
         nouns_sg, nouns_pl = set(NOUNS), {n + "s" for n in NOUNS}
         verbs_sg, verbs_pl = {v + "s" for v in VERBS}, set(VERBS)
         errors = checked = 0
@@ -320,8 +320,7 @@ class ToyLanguage:
         A story's name is its first word; every later sentence starting with *he* / *she* is
         checked against it.
         """
-        if isinstance(texts, str):
-            texts = [texts]
+        texts = _texts(texts)
         errors = checked = 0
         for text in texts:
             for story in text.split("\n"):
@@ -341,6 +340,19 @@ class ToyLanguage:
         """Every character a story can contain, sorted."""
         words = list(NAMES) + NOUNS + ADJECTIVES + VERBS + ["the", "that", "he", "she", "s"]
         return "".join(sorted(set("".join(words)) | {" ", ".", "\n"}))
+
+
+def _texts(texts: Iterable[str] | str) -> list[str]:
+    """``texts`` as a list of str (one str is one text), or ``ArgumentTypeError``."""
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Iterable) or isinstance(texts, bytes):
+        raise ArgumentTypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
+    texts = list(texts)
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise ArgumentTypeError(f"texts must be a str or a list of str, got {type(texts[bad]).__name__} at index {bad}")
+    return texts
 
 
 class _Reject(Exception):
@@ -368,13 +380,17 @@ class _Words:
             raise _Reject(f"unexpected {self.words[self.i]!r} at word {self.i} of {' '.join(self.words)!r}")
 
 
-@lru_cache(maxsize=8)
 def toy_corpus(split: str = "train") -> str:
     """The fixed train / val / test text of the toy language (stories joined, each ends in "\\n").
 
     Sizes: train 20,000 stories (~1.4 MB), val and test 2,000 each; different seeds, so the splits
     are independent draws.
     """
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}")
+    # checked before the cache, which would fail on an unhashable split with its own message
+    check_key("split", split, SPLIT_SEEDS, "split must be one of {known}, got {value!r}")
+    return _toy_corpus(split)
+
+
+@lru_cache(maxsize=8)
+def _toy_corpus(split: str) -> str:
     return "".join(ToyLanguage().sample(SPLIT_SIZES[split], seed=SPLIT_SEEDS[split]))

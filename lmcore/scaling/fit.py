@@ -13,21 +13,26 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_float, check_int
+from .._checks import ArgumentTypeError, check_float, check_int
 from .flops import _plain
 
 __all__ = ["ChinchillaFit", "PowerLawFit", "fit_chinchilla", "fit_power_law"]
 
 
-def _positive_1d(name: str, values: Any) -> np.ndarray:
+def _floats(name: str, values: Any) -> np.ndarray:
     try:
-        arr = np.asarray(values, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be a sequence of numbers: {e}") from None
-    if arr.ndim != 1:
+        raise ArgumentTypeError(f"{name} must be a number or a sequence of numbers: {e}") from None
+
+
+def _positive(name: str, values: Any, one_d: bool = True) -> np.ndarray:
+    """``values`` as float64, finite and > 0 (they are logged, or raised to fractional powers)."""
+    arr = _floats(name, values)
+    if one_d and arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must hold finite positive numbers (they are logged); got min {arr.min()!r}")
+        raise ValueError(f"{name} must hold finite positive numbers; got min {arr.min()!r}")
     return arr
 
 
@@ -48,7 +53,8 @@ class PowerLawFit:
     confidence: float = 0.95
 
     def predict(self, x: Any) -> np.ndarray:
-        return self.offset + self.scale * np.asarray(x, dtype=np.float64) ** self.exponent
+        """``offset + scale · x^exponent`` for ``x > 0`` (a number or an array of any shape)."""
+        return self.offset + self.scale * _positive("x", x, one_d=False) ** self.exponent
 
 
 def fit_power_law(x: Any, y: Any, offset: float = 0.0, confidence: float = 0.95) -> PowerLawFit:
@@ -59,14 +65,14 @@ def fit_power_law(x: Any, y: Any, offset: float = 0.0, confidence: float = 0.95)
     ``offset``: a known floor subtracted first (e.g. the entropy of the data). The interval for
     ``b`` is ``b ± t_{n-2} · se(b)``, exact for Gaussian noise on the logs.
     """
-    x, y = _positive_1d("x", x), np.asarray(y, dtype=np.float64)
+    x, y = _positive("x", x), _floats("y", y)
     if y.shape != x.shape:
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape}")
     if x.shape[0] < 3:
-        raise ValueError(f"need at least 3 points to fit a power law with an interval, got {x.shape[0]}")
+        raise ValueError(f"x and y need at least 3 points to fit a power law with an interval, got {x.shape[0]}")
     check_float("offset", _plain(offset))
     check_float("confidence", confidence, low=0, high=1, low_open=True, high_open=True)
-    y = _positive_1d("y - offset", y - offset)
+    y = _positive("y - offset", y - offset)
     lx, ly = np.log(x), np.log(y)
     if np.ptp(lx) == 0:
         raise ValueError("x must take at least two different values to fit an exponent")
@@ -106,13 +112,15 @@ class ChinchillaFit:
     samples: np.ndarray = field(default_factory=lambda: np.empty((0, 5)), repr=False, compare=False)
 
     def predict(self, N: Any, D: Any) -> np.ndarray:
-        N, D = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
+        """The fitted loss of ``N > 0`` parameters trained on ``D > 0`` tokens (numbers or arrays)."""
+        N, D = _positive("N", N, one_d=False), _positive("D", D, one_d=False)
         return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
 
     def optimal_allocation(self, compute: Any, flops_per_param_token: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
         """The ``(N, D)`` minimising the fitted loss under ``flops_per_param_token · N · D = compute``:
         ``N = G · K^(β/(α+β))``, ``D = K / N`` with ``K = compute / 6`` and ``G = (αA / (βB))^(1/(α+β))``."""
-        K = np.asarray(compute, dtype=np.float64) / flops_per_param_token
+        check_float("flops_per_param_token", _plain(flops_per_param_token), low=0, low_open=True)
+        K = _floats("compute", compute) / flops_per_param_token
         if np.any(~np.isfinite(K)) or np.any(K <= 0):
             raise ValueError("compute must be finite and positive")
         return _allocate(K, self.A, self.B, self.alpha, self.beta)
@@ -120,6 +128,7 @@ class ChinchillaFit:
     def tokens_per_param(self, compute: float, flops_per_param_token: float = 6.0) -> tuple[float, tuple[float, float]]:
         """``D/N`` of the compute-optimal model at ``compute`` FLOPs, and its bootstrap interval
         (``(nan, nan)`` without bootstrap samples)."""
+        check_float("compute", _plain(compute), low=0, low_open=True)     # one budget, not an array
         N, D = self.optimal_allocation(compute, flops_per_param_token)
         K = float(compute) / flops_per_param_token
         ratios = []
@@ -207,16 +216,17 @@ def fit_chinchilla(N: Any, D: Any, L: Any, delta: float = 1e-3, n_bootstrap: int
     ``n_bootstrap`` refits on runs resampled with replacement (Besiroglu et al. 2024 showed that
     Chinchilla's own intervals were far too narrow); with ``n_bootstrap=0`` they are ``(nan, nan)``.
     """
-    N, D, L = _positive_1d("N", N), _positive_1d("D", D), _positive_1d("L", L)
+    N, D, L = _positive("N", N), _positive("D", D), _positive("L", L)
     if not (N.shape == D.shape == L.shape):
         raise ValueError(f"N, D and L must have the same length, got {N.shape[0]}, {D.shape[0]}, {L.shape[0]}")
     if N.shape[0] < 6:
-        raise ValueError(f"need at least 6 runs to fit 5 parameters, got {N.shape[0]}")
+        raise ValueError(f"N, D and L need at least 6 runs to fit 5 parameters, got {N.shape[0]}")
     if np.ptp(N) == 0 or np.ptp(D) == 0:
         raise ValueError("N and D must each take several values: the law separates their effects")
     check_float("delta", _plain(delta), low=0, low_open=True)
     check_int("n_bootstrap", n_bootstrap, low=0)
     check_float("confidence", confidence, low=0, high=1, low_open=True, high_open=True)
+    seed = check_int("seed", seed, low=0)    # numpy's generator takes non-negative ints only
     # Centre the logs: with a' = log A - α·mean(log N) the term is exp(a' - α·(log N - mean)), and
     # a' and α are nearly uncorrelated (uncentred, log A and α slide together along a narrow
     # valley and the solver crawls).

@@ -14,14 +14,14 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import torch
 
-from .._checks import check_choice, check_float, check_int, eval_mode
+from .._checks import ArgumentTypeError, check_choice, check_float, check_int, eval_mode
 from .._io import atomic_write
 from .._version import __version__
 from ..data import cache_dir, load_text, toy_corpus, train_val_split
@@ -89,10 +89,8 @@ class SweepPoint:
 
 
 def _eval_windows(val: torch.Tensor, n: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` evenly spaced windows of the validation stream: inputs and targets, (n, context_length)."""
-    if val.numel() <= context_length + n:
-        raise ValueError(f"the validation split ({val.numel()} tokens) is too short for {n} windows "
-                         f"of {context_length} tokens; lower eval_windows")
+    """``n`` evenly spaced windows of the validation stream: inputs and targets, (n, context_length).
+    ``val`` holds more than ``context_length + n`` tokens (``_steps`` checks it)."""
     starts = torch.linspace(0, val.numel() - context_length - 1, n).long()
     idx = starts[:, None] + torch.arange(context_length + 1)
     windows = val[idx]
@@ -189,6 +187,9 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     with the same settings reads them back instead of training. ``num_threads``: CPU threads
     while training (None: unchanged).
     """
+    for name, value in (("configs", configs), ("token_budgets", token_budgets)):
+        if isinstance(value, (GPTConfig, str)) or not isinstance(value, Iterable):
+            raise ArgumentTypeError(f"{name} must be a list, got {type(value).__name__}")
     configs = list(configs)
     if not configs:
         raise ValueError("configs is empty: pass at least one GPTConfig")
@@ -207,18 +208,10 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     check_float("lr", lr, low=0, low_open=True)
     data = sweep_data(corpus)
     device = get_device(device)
+    # every config checked before the first is trained: a bad last one would surface after hours
+    steps_of = [_steps(config, budgets, batch_size, eval_windows, data, corpus) for config in configs]
     points: list[SweepPoint] = []
-    for config in configs:
-        if config.vocab_size != data.vocab_size:
-            raise ValueError(f"config.vocab_size={config.vocab_size} but the {corpus!r} corpus has "
-                             f"{data.vocab_size} characters; build the configs with vocab_size="
-                             f"sweep_data({corpus!r}).vocab_size")
-        per_step = batch_size * config.context_length
-        bad = [b for b in budgets if b % per_step]
-        if bad:
-            raise ValueError(f"token_budgets {bad} are not multiples of batch_size * context_length = {per_step} "
-                             "tokens (one optimiser step); round them to whole steps")
-        steps = [b // per_step for b in budgets]
+    for config, steps in zip(configs, steps_of):
         settings = {"model": config.to_dict(), "steps": steps, "schedule": schedule, "batch_size": batch_size,
                     "lr": lr, "warmup_steps": warmup_steps, "eval_windows": eval_windows, "seed": seed,
                     "corpus": data.digest, "device": device.type, "lmcore_version": __version__,
@@ -244,10 +237,35 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     return points
 
 
+def _steps(config: GPTConfig, budgets: list[int], batch_size: int, eval_windows: int, data: SweepData,
+           corpus: str) -> list[int]:
+    """The optimiser steps of each budget for ``config``, or the reason it cannot be swept."""
+    if config.vocab_size != data.vocab_size:
+        raise ValueError(f"config.vocab_size={config.vocab_size} but the {corpus!r} corpus has "
+                         f"{data.vocab_size} characters; build the configs with vocab_size="
+                         f"sweep_data({corpus!r}).vocab_size")
+    per_step = batch_size * config.context_length
+    bad = [b for b in budgets if b % per_step]
+    if bad:
+        raise ValueError(f"token_budgets {bad} are not multiples of batch_size * context_length = {per_step} "
+                         "tokens (one optimiser step); round them to whole steps")
+    if data.val.numel() <= config.context_length + eval_windows:
+        raise ValueError(f"the validation split ({data.val.numel()} tokens) is too short for {eval_windows} "
+                         f"windows of {config.context_length} tokens; lower eval_windows")
+    return [b // per_step for b in budgets]
+
+
 def pareto_frontier(points: Sequence[SweepPoint], flops: str = "flops") -> list[SweepPoint]:
     """The compute-efficient frontier: the points whose loss is lower than that of every point
     with no more compute (``flops``: ``"flops"`` counted, or ``"flops_6nd"``), by increasing compute."""
     check_choice("flops", flops, ("flops", "flops_6nd"))
+    if isinstance(points, (str, bytes)) or not isinstance(points, Iterable):
+        raise ArgumentTypeError(f"points must be a list of SweepPoint (from run_sweep), got {type(points).__name__}")
+    points = list(points)
+    bad = next((i for i, p in enumerate(points) if not isinstance(p, SweepPoint)), None)
+    if bad is not None:
+        raise ArgumentTypeError(f"points must hold SweepPoint (from run_sweep), got {type(points[bad]).__name__} "
+                                f"at index {bad}")
     frontier: list[SweepPoint] = []
     for p in sorted(points, key=lambda p: (getattr(p, flops), p.val_loss)):
         if not frontier or p.val_loss < frontier[-1].val_loss:

@@ -15,13 +15,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..._checks import check_int
+from ..._checks import ArgumentTypeError, check_int
 from ...models import GPT
 from ...tokenizers import Tokenizer
 from ...training import TrainConfig, Trainer
 from .posterior import _check_beta, kl_divergence
-from .rewards import Reward, _encode_pairs, _pair_batches, compute_rewards
-from .sequences import _device_generator, decode_sequences, encode_sequences, sample_sequences, sequence_logprobs
+from .rewards import Reward, _check_texts, _check_vectors, _encode_pairs, _pair_batches, compute_rewards
+from .sequences import (
+    _check_max_len,
+    _device_generator,
+    decode_sequences,
+    encode_sequences,
+    sample_sequences,
+    sequence_logprobs,
+)
 
 __all__ = ["reinforce_loss", "dpo_loss", "KLRegularisedObjective", "DPOObjective", "finetune_kl", "finetune_dpo",
            "sample_kl_estimate", "check_same_tokenizer"]
@@ -69,7 +76,10 @@ def reinforce_loss(logp: torch.Tensor, logp_ref: torch.Tensor, rewards: torch.Te
     ``beta=None`` drops the KL term (plain reward maximisation).
     """
     _check_beta(beta, allow_none=True)
-    n = logp.shape[0]
+    for name, t in (("logp", logp), ("logp_ref", logp_ref), ("rewards", rewards)):
+        if not isinstance(t, torch.Tensor):
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    n = logp.shape[0] if logp.ndim == 1 else 0
     if n < 2 or logp_ref.shape != logp.shape or rewards.shape != logp.shape:
         raise ValueError(f"logp, logp_ref and rewards must be (N,) with N >= 2, got {tuple(logp.shape)}, "
                          f"{tuple(logp_ref.shape)}, {tuple(rewards.shape)}")
@@ -93,6 +103,8 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
     smaller log-ratios for the same preferences, so it keeps ``πθ`` closer to ``π0``.
     """
     _check_beta(beta)
+    _check_vectors(logp_chosen=logp_chosen, logp_rejected=logp_rejected, ref_chosen=ref_chosen,
+                   ref_rejected=ref_rejected)
     margin = (logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)
     return -F.logsigmoid(beta * margin).mean()
 
@@ -148,6 +160,14 @@ class KLRegularisedObjective(_FrozenReference):
                  reference_tokenizer: Tokenizer | None = None) -> None:
         super().__init__(policy, reference, tokenizer, reference_tokenizer)
         _check_beta(beta, allow_none=True)
+        if not callable(reward):      # else found only in the first training step
+            raise TypeError(f"reward must be callable as reward(texts), got {type(reward).__name__}")
+        if max_len is not None:
+            _check_max_len(max_len, policy)
+        if exact_space is not None:
+            _check_texts("exact_space", exact_space)
+            if not exact_space:
+                raise ValueError("exact_space is empty: pass every text of the space (enumerate_sequences)")
         self.reward, self.beta, self.max_len = reward, beta, max_len
         self.stats: dict[str, float] = {}
         self.space_rows = None
@@ -178,6 +198,7 @@ class KLRegularisedObjective(_FrozenReference):
 
     def batch_fn(self, batch_size: int) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
         """The Trainer's batches: the whole space (exact) or ``batch_size`` fresh samples of the policy."""
+        check_int("batch_size", batch_size, low=1)
         if self.space_rows is not None:
             if batch_size != self.space_rows.shape[0]:
                 raise ValueError(f"with exact_space the batch is the whole space: set batch_size="
@@ -187,6 +208,9 @@ class KLRegularisedObjective(_FrozenReference):
         max_len = self.max_len
         if max_len is None:
             raise ValueError("REINFORCE samples from the policy: set max_len (the longest text to generate)")
+        if batch_size < 2:
+            raise ValueError(f"REINFORCE needs batch_size >= 2 samples a step (its baseline is the mean of the "
+                             f"others), got {batch_size}")
 
         def sample(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             device = next(self.policy.parameters()).device
@@ -213,9 +237,15 @@ class DPOObjective(_FrozenReference):
         return None, dpo_loss(logp[:n], logp[n:], ref[:n], ref[n:], self.beta)
 
 
-def _run(objective: nn.Module, config: TrainConfig, batch_fn, callback: Callable[[int], None] | None) -> Trainer:
+def _check_run(config: TrainConfig, callback: Callable[[int], None] | None) -> None:
+    """Checked before anything is built: a bad config or callback would otherwise fail later."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be None or callable as callback(step), got {type(callback).__name__}")
+
+
+def _run(objective: nn.Module, config: TrainConfig, batch_fn, callback: Callable[[int], None] | None) -> Trainer:
     trainer = Trainer(objective, config, batch_fn=batch_fn)
     for step in range(config.max_steps):
         trainer.train_step()
@@ -235,6 +265,7 @@ def finetune_kl(policy: GPT, reference: GPT, tokenizer: Tokenizer, reward: Rewar
     ``callback(step)`` runs after every optimiser step. Returns the ``Trainer`` (its ``history``
     holds the loss, i.e. the estimate of ``-J``, per step).
     """
+    _check_run(config, callback)
     objective = KLRegularisedObjective(policy, reference, tokenizer, reward, beta, max_len, exact_space,
                                        reference_tokenizer)
     return _run(objective, config, objective.batch_fn(config.batch_size), callback)
@@ -245,8 +276,10 @@ def finetune_dpo(policy: GPT, reference: GPT, tokenizer: Tokenizer, chosen: Sequ
                  reference_tokenizer: Tokenizer | None = None,
                  callback: Callable[[int], None] | None = None) -> Trainer:
     """Fine-tune ``policy`` (in place) with DPO on preference pairs; ``config.batch_size`` pairs a step."""
+    _check_run(config, callback)
     objective = DPOObjective(policy, reference, tokenizer, beta, reference_tokenizer)
-    c_rows, r_rows = _encode_pairs(tokenizer, chosen, rejected, max_len)
+    # sequence_logprobs reads a row of width W as W - 1 input positions
+    c_rows, r_rows = _encode_pairs(tokenizer, chosen, rejected, max_len, policy.config.context_length + 1)
     return _run(objective, config, _pair_batches(c_rows, r_rows, config.batch_size), callback)
 
 
@@ -264,6 +297,8 @@ def sample_kl_estimate(policy: GPT, reference: GPT, tokenizer: Tokenizer, n: int
     if reference_tokenizer is not None:
         check_same_tokenizer(tokenizer, reference_tokenizer)
     check_int("n", n, low=2)        # two samples at least: the standard error divides by n - 1
+    if reward is not None and not callable(reward):     # before sampling, not after
+        raise TypeError(f"reward must be None or callable as reward(texts), got {type(reward).__name__}")
     texts = sample_sequences(policy, tokenizer, n, max_len, generator)
     rows = encode_sequences(tokenizer, texts, max_len)
     diff = (sequence_logprobs(policy, rows) - sequence_logprobs(reference, rows)).double().cpu()

@@ -8,12 +8,14 @@ prior can be turned into posterior samples: ``rejection_sample`` (exact), ``impo
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
 import torch
 
-from ..._checks import check_float, check_int
-from .rewards import _check_finite
+from ..._checks import ArgumentTypeError, check_float, check_int
+from .rewards import _check_finite, _check_vectors
+from .sequences import _check_generator
 
 __all__ = ["Posterior", "exact_posterior", "kl_divergence", "entropy", "kl_regularised_objective",
            "rejection_sample", "importance_weights", "effective_sample_size", "importance_resample", "best_of_n"]
@@ -25,6 +27,23 @@ def _check_beta(beta: float | None, allow_none: bool = False) -> None:
     except ValueError as e:   # ArgumentTypeError too: keep its type, add what beta means
         extra = " (pass beta=None to drop the KL term)" if allow_none else ""
         raise type(e)(f"{e}: it is the temperature of the evidence exp(r/beta){extra}") from None
+
+
+def _as_float64(name: str, values: Any) -> torch.Tensor:
+    """``values`` (a tensor or a list of numbers) as a detached float64 CPU tensor."""
+    try:
+        return torch.as_tensor(values).detach().double().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"{name} must be a tensor or a list of numbers, got {type(values).__name__}") from None
+
+
+def _rewards(rewards: Any) -> torch.Tensor:
+    """The rewards of N samples as a float64 CPU tensor (N,), N >= 1, every one finite."""
+    r = _as_float64("rewards", rewards)
+    if r.ndim != 1 or r.numel() == 0:
+        raise ValueError(f"rewards must be a non-empty 1-D tensor (one per sample), got shape {tuple(r.shape)}")
+    _check_finite("rewards", r)
+    return r
 
 
 # ------------------------------------------------------------------------------------ the posterior
@@ -43,12 +62,16 @@ def exact_posterior(prior_logprobs: torch.Tensor, rewards: torch.Tensor, beta: f
     the space does not hold every sequence the prior can produce, and ``Z`` would be wrong.
     """
     _check_beta(beta)
-    lp0 = torch.as_tensor(prior_logprobs).detach().double().cpu()
-    r = torch.as_tensor(rewards).detach().double().cpu()
+    check_float("atol", atol, low=0)
+    lp0 = _as_float64("prior_logprobs", prior_logprobs)
+    r = _as_float64("rewards", rewards)
     if lp0.dim() != 1 or r.shape != lp0.shape:
         raise ValueError(f"prior_logprobs and rewards must be 1-D of equal length, got {tuple(lp0.shape)} "
                          f"and {tuple(r.shape)}")
     _check_finite("rewards", r)
+    # -inf is a probability of 0, allowed; NaN or +inf would make Z NaN and pass the mass check below
+    if bool((lp0.isnan() | (lp0 == math.inf)).any()):
+        raise ValueError("prior_logprobs must be log-probabilities: no NaN or +inf (-inf, probability 0, is fine)")
     mass = float(torch.logsumexp(lp0, 0).exp())
     if abs(mass - 1.0) > atol:
         raise ValueError(f"the prior's probabilities over the space sum to {mass:.6f}, not 1: the space misses "
@@ -61,12 +84,14 @@ def exact_posterior(prior_logprobs: torch.Tensor, rewards: torch.Tensor, beta: f
 
 def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     """Exact ``KL(p ‖ q) = Σ p (log p - log q)`` from log-probabilities over the same space (N,) -> ()."""
+    _check_vectors(logp=logp, logq=logq)
     p = logp.exp()
     return (p * (logp - logq)).sum()
 
 
 def entropy(logp: torch.Tensor) -> torch.Tensor:
     """Exact entropy ``-Σ p log p`` in nats (N,) -> ()."""
+    _check_vectors(logp=logp)
     return -(logp.exp() * logp).sum()
 
 
@@ -74,6 +99,7 @@ def kl_regularised_objective(policy_logprobs: torch.Tensor, prior_logprobs: torc
                              rewards: torch.Tensor, beta: float) -> torch.Tensor:
     """Exact ``J = E_πθ[r] - β KL(πθ ‖ π0)`` over an enumerated space (differentiable in the policy)."""
     _check_beta(beta)
+    _check_vectors(policy_logprobs=policy_logprobs, prior_logprobs=prior_logprobs, rewards=rewards)
     p = policy_logprobs.exp()
     return (p * rewards).sum() - beta * kl_divergence(policy_logprobs, prior_logprobs)
 
@@ -89,8 +115,9 @@ def rejection_sample(rewards: torch.Tensor, beta: float, r_max: float,
     every reward (else the samples would not follow π*).
     """
     _check_beta(beta)
-    r = torch.as_tensor(rewards).detach().double().cpu()
-    _check_finite("rewards", r)
+    check_float("r_max", r_max)   # NaN would reject every sample silently, inf accept none
+    _check_generator(generator)
+    r = _rewards(rewards)
     if float(r.max()) > r_max:
         raise ValueError(f"r_max={r_max} is below a reward ({float(r.max())}); rejection sampling needs an "
                          "upper bound on every reward")
@@ -100,15 +127,19 @@ def rejection_sample(rewards: torch.Tensor, beta: float, r_max: float,
 def importance_weights(rewards: torch.Tensor, beta: float) -> torch.Tensor:
     """Self-normalised weights of prior samples for the posterior: ``softmax(r/β)`` (N,) float64."""
     _check_beta(beta)
-    r = torch.as_tensor(rewards).detach().double().cpu()
-    _check_finite("rewards", r)
+    r = _rewards(rewards)
     # π*/π0 ∝ exp(r/β): the prior cancels, and Z with it once the weights are normalised
     return torch.softmax(r / beta, dim=0)
 
 
 def effective_sample_size(weights: torch.Tensor) -> float:
-    """Kish's effective sample size ``(Σ w)² / Σ w²`` of importance weights (N,)."""
-    w = torch.as_tensor(weights).double()
+    """Kish's effective sample size ``(Σ w)² / Σ w²`` of importance weights (N,): finite, >= 0, not all 0."""
+    w = _as_float64("weights", weights)
+    if w.ndim != 1 or w.numel() == 0:
+        raise ValueError(f"weights must be a non-empty 1-D tensor, got shape {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not bool((w > 0).any()):
+        raise ValueError(f"weights must be finite, >= 0 and not all 0, got min {float(w.min())}, "
+                         f"max {float(w.max())}")
     return float(w.sum() ** 2 / (w ** 2).sum())
 
 
@@ -116,6 +147,7 @@ def importance_resample(rewards: torch.Tensor, beta: float, n: int,
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """Indices of ``n`` draws (with replacement) of prior samples in proportion to ``exp(r/β)`` (n,)."""
     check_int("n", n, low=1)
+    _check_generator(generator)
     return torch.multinomial(importance_weights(rewards, beta), n, replacement=True, generator=generator)
 
 
@@ -125,8 +157,7 @@ def best_of_n(rewards: torch.Tensor, n: int) -> torch.Tensor:
     Returns the indices of the winners, (N // n,); a last incomplete group is dropped.
     """
     check_int("n", n, low=1)
-    r = torch.as_tensor(rewards).detach().double().cpu()
-    _check_finite("rewards", r)
+    r = _rewards(rewards)
     groups = r.shape[0] // n
     if groups == 0:
         raise ValueError(f"need at least n={n} samples, got {r.shape[0]}")

@@ -15,17 +15,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..._checks import check_float, check_int, eval_mode
+from ..._checks import ArgumentTypeError, check_float, check_int, eval_mode
 from ...models import GPT, GPTConfig
 from ...tokenizers import Tokenizer
 from ...training import TrainConfig, Trainer
-from .sequences import IGNORE, encode_sequences
+from .sequences import IGNORE, _check_generator, _check_tokenizer, encode_sequences
 
 __all__ = ["Reward", "LexiconReward", "compute_rewards", "sample_preferences", "bradley_terry_loss", "RewardModel",
            "train_reward_model"]
 
 #: A reward scores a batch of texts: ``reward(texts) -> (N,)`` numbers (a tensor or a sequence).
 Reward = Callable[[Sequence[str]], "torch.Tensor | Sequence[float]"]
+
+
+def _check_texts(name: str, texts: Sequence[str]) -> None:
+    """A list (or tuple) of str: a str alone would be scored letter by letter."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise ArgumentTypeError(f"{name} must be a list of str, got {type(texts).__name__}")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise ArgumentTypeError(f"{name} must hold str, got {type(texts[bad]).__name__} at index {bad}")
 
 
 def _check_finite(name: str, values: torch.Tensor) -> None:
@@ -63,6 +72,8 @@ class LexiconReward:
 
     def score(self, text: str) -> float:
         """The reward of one text."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"text must be a str, got {type(text).__name__}")
         total = self.length_weight * len(text)
         for w, weight in self.weights.items():
             count = len(self._patterns[w].findall(text))
@@ -73,6 +84,7 @@ class LexiconReward:
         if isinstance(texts, str):
             # a str is a sequence of characters: it would silently be scored letter by letter
             raise TypeError("a reward scores a list of texts; for one text use reward.score(text)")
+        _check_texts("texts", texts)
         return torch.tensor([self.score(t) for t in texts], dtype=torch.float64)
 
     def __repr__(self) -> str:
@@ -84,8 +96,13 @@ def compute_rewards(reward: Reward, texts: Sequence[str]) -> torch.Tensor:
     """``reward(texts)`` as a (N,) float64 CPU tensor, checked: one finite number per text."""
     if not callable(reward):
         raise TypeError(f"reward must be callable as reward(texts), got {type(reward).__name__}")
+    _check_texts("texts", texts)
     out = reward(texts)
-    values = torch.as_tensor(out.detach().cpu() if isinstance(out, torch.Tensor) else out, dtype=torch.float64)
+    try:
+        values = torch.as_tensor(out.detach().cpu() if isinstance(out, torch.Tensor) else out, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"reward(texts) must return numbers (a tensor or a list of floats), got "
+                                f"{out!r:.60}") from None
     if values.shape != (len(texts),):
         raise ValueError(f"reward(texts) must return one number per text ({len(texts)}), got shape "
                          f"{tuple(values.shape)}")
@@ -101,6 +118,9 @@ def sample_preferences(first: Sequence[str], second: Sequence[str], true_reward:
 
     Returns ``(chosen, rejected)``, two lists as long as ``first``.
     """
+    _check_texts("first", first)
+    _check_texts("second", second)
+    _check_generator(generator)
     if len(first) != len(second) or not first:
         raise ValueError(f"first and second must be non-empty and of equal length, got {len(first)} and {len(second)}")
     ra, rb = compute_rewards(true_reward, first), compute_rewards(true_reward, second)
@@ -112,8 +132,7 @@ def sample_preferences(first: Sequence[str], second: Sequence[str], true_reward:
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood of the labels under Bradley–Terry: ``-log σ(r_c - r_r)`` (N,) -> ()."""
-    if r_chosen.shape != r_rejected.shape:
-        raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected {tuple(r_rejected.shape)} must match")
+    _check_vectors(r_chosen=r_chosen, r_rejected=r_rejected)
     # logsigmoid, not log(sigmoid(...)): stays finite for a confident pair with a large margin
     return -F.logsigmoid(r_chosen - r_rejected).mean()
 
@@ -127,6 +146,8 @@ class RewardModel(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise ArgumentTypeError(f"config must be a lmcore.GPTConfig, got {type(config).__name__}")
         config = dataclasses.replace(config, tie_weights=False)   # the head below is not the embedding
         self.config = config
         self.gpt = GPT(config)
@@ -166,13 +187,31 @@ def _pair_batches(chosen_rows: torch.Tensor, rejected_rows: torch.Tensor, batch_
 
 
 def _encode_pairs(tokenizer: Tokenizer, chosen: Sequence[str], rejected: Sequence[str],
-                  max_len: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  max_len: int | None, max_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of both halves (one width); ``max_width``: the widest row the model can read."""
+    _check_texts("chosen", chosen)
+    _check_texts("rejected", rejected)
     if len(chosen) != len(rejected) or not chosen:
         raise ValueError(f"chosen and rejected must be non-empty and of equal length, got {len(chosen)} "
                          f"and {len(rejected)}")
     # encoded together: both halves get the same width, so a pair's rows can be concatenated
     rows = encode_sequences(tokenizer, list(chosen) + list(rejected), max_len)
+    if rows.shape[1] > max_width:      # found now, not at the first training step
+        raise ValueError(f"the rows of chosen and rejected are {rows.shape[1]} tokens wide (bos, text, eos), more "
+                         f"than the {max_width} the model's context_length allows; drop long texts or set max_len")
     return rows[:len(chosen)], rows[len(chosen):]
+
+
+def _check_vectors(**tensors: torch.Tensor) -> None:
+    """Each argument a non-empty 1-D tensor, all of one shape: broadcasting would pair wrong elements."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    first = next(iter(shapes.values()))
+    if len(first) != 1 or first[0] == 0 or any(s != first for s in shapes.values()):
+        raise ValueError(f"{', '.join(shapes)} must be non-empty 1-D tensors of one shape (N,), got "
+                         + ", ".join(f"{name} {s}" for name, s in shapes.items()))
 
 
 def train_reward_model(tokenizer: Tokenizer, chosen: Sequence[str], rejected: Sequence[str],
@@ -180,8 +219,13 @@ def train_reward_model(tokenizer: Tokenizer, chosen: Sequence[str], rejected: Se
     """Fit a ``RewardModel`` to preference pairs with the Bradley–Terry loss, through ``lmcore.Trainer``."""
     if not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}")
-    c_rows, r_rows = _encode_pairs(tokenizer, chosen, rejected, max_len)
     model = RewardModel(config)
+    _check_tokenizer(tokenizer)
+    if config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"config has vocab_size={config.vocab_size}, fewer than the tokenizer's "
+                         f"{tokenizer.vocab_size} tokens; build it with vocab_size=tokenizer.vocab_size")
+    # the reward model reads every token of a row, eos included
+    c_rows, r_rows = _encode_pairs(tokenizer, chosen, rejected, max_len, config.context_length)
     objective = _PairObjective(lambda c, r: bradley_terry_loss(model(c), model(r)), model)
     trainer = Trainer(objective, train, batch_fn=_pair_batches(c_rows, r_rows, train.batch_size))
     for _ in range(train.max_steps):
