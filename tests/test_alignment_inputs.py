@@ -265,3 +265,16 @@ def test_predict_takes_arrays_of_any_shape():
     assert law.predict(N, D).shape == (2, 3) and np.allclose(law.predict(N, D), law.predict(1e6, 1e8))
     fit = scaling.fit_power_law([1, 2, 4], [4, 2.1, 0.9])
     assert fit.predict([[1.0, 2.0]]).shape == (1, 2)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: CHAT.render([{"role": "user", "content": "hi"}], add_generation_prompt="no"), "add_generation_prompt"),
+    (lambda: CHAT.encode([{"role": "user", "content": "hi"}], add_generation_prompt=1), "add_generation_prompt"),
+    (lambda: rlhf.LexiconReward({"cat": 1.0}, whole_words="yes"), "whole_words"),
+    (lambda: data.ToyLanguage().logprob("the cat sees the dog.\n", strict="no"), "strict"),
+    (lambda: scaling.param_count(GPTConfig(vocab_size=10, context_length=8, n_layer=1, n_head=1, n_embd=8), non_embedding=None), "non_embedding"),
+])
+def test_a_flag_must_be_a_bool_not_a_truthy_value(call, name):
+    """A truthy string such as "no" must not switch a flag on."""
+    with pytest.raises(TypeError, match=rf"^{name} must be True or False"):
+        call()

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from .._checks import ArgumentTypeError
+from .._checks import ArgumentTypeError, check_bool
 from ..tokenizers import Tokenizer
 
 __all__ = ["ROLES", "ChatTemplate", "ChatEncoding"]
@@ -133,6 +133,7 @@ class ChatTemplate:
     def render(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
         """The conversation as one document string (plus the assistant's start marker if asked)."""
         self._check(messages)
+        check_bool("add_generation_prompt", add_generation_prompt)
         text = "".join(self.role_markers[m["role"]] + m["content"] + self.end_marker for m in messages)
         return text + (self.generation_prompt if add_generation_prompt else "")
 
@@ -144,6 +145,7 @@ class ChatTemplate:
         content are encoded separately, so a token never straddles a boundary.
         """
         self._check(messages)
+        check_bool("add_generation_prompt", add_generation_prompt)
         ids: list[int] = []
         mask: list[bool] = []
 

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from .._checks import ArgumentTypeError, check_choice, check_float, check_int, check_key
+from .._checks import ArgumentTypeError, check_bool, check_choice, check_float, check_int, check_key
 
 __all__ = ["ToyLanguage", "toy_corpus"]
 
@@ -141,6 +141,7 @@ class ToyLanguage:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ValueError("text is empty: pass one or more stories, each ending with '\\n'")
+        check_bool("strict", strict)
         try:
             if not text.endswith("\n"):
                 raise _Reject("the text must end with '\\n' (every story ends with a newline)")

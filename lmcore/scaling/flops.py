@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice, check_int
+from .._checks import check_bool, check_choice, check_int
 from ..models import GPTConfig
 
 __all__ = ["flops_breakdown", "flops_per_token", "param_count", "training_flops"]
@@ -53,7 +53,7 @@ def param_count(config: GPTConfig, non_embedding: bool = True) -> int:
     n = cfg.n_layer * (2 * ln + attn + mlp)
     n += ln if cfg.norm == "pre" else 0                        # ln_f exists only with pre-norm
     n += 0 if cfg.tie_weights else V * E                       # an untied lm_head is a real matrix
-    if not non_embedding:
+    if not check_bool("non_embedding", non_embedding):
         n += V * E + (cfg.context_length * E if cfg.pos_encoding == "learned" else 0)
     return n
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .._checks import ArgumentTypeError, check_choice, check_float, check_int, eval_mode
+from .._checks import ArgumentTypeError, check_bool, check_choice, check_float, check_int, eval_mode
 from .._io import atomic_write
 from .._version import __version__
 from ..data import cache_dir, load_text, toy_corpus, train_val_split
@@ -206,6 +206,7 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     seed = check_int("seed", _plain(seed), low=0)
     num_threads = check_int("num_threads", _plain(num_threads), low=1, optional=True)
     check_float("lr", lr, low=0, low_open=True)
+    check_bool("cache", cache), check_bool("verbose", verbose)
     data = sweep_data(corpus)
     device = get_device(device)
     # every config checked before the first is trained: a bad last one would surface after hours

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..._checks import ArgumentTypeError, check_float, check_int, eval_mode
+from ..._checks import ArgumentTypeError, check_bool, check_float, check_int, eval_mode
 from ...models import GPT, GPTConfig
 from ...tokenizers import Tokenizer
 from ...training import TrainConfig, Trainer
@@ -66,7 +66,7 @@ class LexiconReward:
         check_float("length_weight", length_weight)
         check_int("cap", cap, low=1, optional=True)
         self.weights, self.length_weight, self.cap = dict(weights), float(length_weight), cap
-        self.whole_words = whole_words
+        self.whole_words = check_bool("whole_words", whole_words)
         self._patterns = {w: re.compile(rf"\b{re.escape(w)}s?\b" if whole_words else re.escape(w))
                           for w in self.weights}
 
