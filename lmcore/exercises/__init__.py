@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._check import CheckFailed, run_check
 from .ch01 import check_cross_entropy, check_perplexity, check_sample_from_logits
-from .ch02 import check_bigram_probs, check_jelinek_mercer
+from .ch02 import check_best_lambda, check_bigram_probs, check_jelinek_mercer
 from .ch03 import check_apply_merges, check_merge, check_train_bpe
 from .ch04 import check_context_windows, check_mlp_logits
 from .ch05 import check_causal_attention, check_layer_norm
@@ -22,7 +22,7 @@ from .ch11 import check_bradley_terry_loss, check_exact_posterior
 __all__ = [
     "CheckFailed", "run_check",
     "check_sample_from_logits", "check_cross_entropy", "check_perplexity",
-    "check_bigram_probs", "check_jelinek_mercer",
+    "check_bigram_probs", "check_jelinek_mercer", "check_best_lambda",
     "check_merge", "check_apply_merges", "check_train_bpe",
     "check_context_windows", "check_mlp_logits",
     "check_causal_attention", "check_layer_norm",

@@ -6,13 +6,16 @@ Each ``check_<name>(fn)`` runs the student's function on fixed and random cases,
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
+from ..data import toy_corpus
 from ..models import NGramConfig, NGramLM
+from ..tokenizers import CharTokenizer
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_bigram_probs", "check_jelinek_mercer"]
+__all__ = ["check_bigram_probs", "check_jelinek_mercer", "check_best_lambda"]
 
 
 def _as_matrix(out, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -60,28 +63,98 @@ def check_bigram_probs(bigram_probs: Callable[[list[int], int, float], np.ndarra
     return run_check("bigram_probs", body, quiet)
 
 
-# --- exercise 2: Jelinek–Mercer interpolation -------------------------------------------------------
+# --- exercise 2: Jelinek–Mercer interpolation, tuned on validation ---------------------------------
+
+# The experiment of exercise 2: an 8-gram counted without smoothing (sharp but sparse) mixed with an
+# add-ε trigram (blunt but never zero), both fitted on the first `num_chars` training characters.
+_JM_HIGH, _JM_LOW, _JM_EPS = 8, 3, 0.01
+_JM_LAMBDAS = np.linspace(0.0, 1.0, 21)   # the grid the exercise searches: 0, 0.05, …, 1
+_JM_TOL = 5e-4                           # nats/char a reported λ may lose against the grid's best
+
+
+def _mix(logp_high: np.ndarray, logp_low: np.ndarray, lam: float) -> np.ndarray:
+    """log(λ·p_high + (1-λ)·p_low) without leaving log space (λ = 0 or 1 gives log 0 = -inf terms)."""
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(np.log(lam) + logp_high, np.log1p(-lam) + logp_low)
+
 
 def check_jelinek_mercer(jelinek_mercer: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
                          quiet: bool = False) -> bool:
-    """Check ``jelinek_mercer(unigram, bigram, lam)`` → ``(V, V)``: λ·p(b|a) + (1-λ)·p(b)."""
+    """Check ``jelinek_mercer(logp_high, logp_low, lam)`` → ``(T,)`` log-probabilities (nats) of the
+    mixture λ·p_high + (1-λ)·p_low, token by token; ``-inf`` inputs are zero probabilities."""
     def body() -> None:
         rng = np.random.default_rng(1)
-        for V in (3, 8):
-            uni = rng.dirichlet(np.ones(V))
-            bi = rng.dirichlet(np.ones(V), size=V)
-            bi[0] = 0.0  # a context never seen: no bigram evidence
-            bi[0, 0] = 1.0
-            for lam in (0.0, 0.3, 0.9, 1.0):
-                got = _as_matrix(jelinek_mercer(uni.copy(), bi.copy(), lam), (V, V), f"V={V}, lam={lam}")
-                want = lam * bi + (1 - lam) * uni[None, :]
-                if not np.allclose(got, want, atol=1e-12):
-                    a, b = np.unravel_index(np.argmax(np.abs(got - want)), got.shape)
-                    hint = ("lam weights the bigram (the longer context), 1 - lam the unigram"
-                            if np.allclose(got, (1 - lam) * bi + lam * uni[None, :]) else
-                            "mix the two distributions entry by entry; the unigram p(b) is the same for "
-                            "every context a (broadcast it along the rows)")
-                    raise CheckFailed(f"V={V}, lam={lam}: entry [{a}, {b}] is {got[a, b]:.4f}, which is "
-                                      f"wrong. {hint}")
+        for T in (5, 200):
+            high, low = np.log(rng.uniform(0.01, 1.0, T)), np.log(rng.uniform(0.01, 1.0, T))
+            high[::4] = -np.inf  # tokens the sparse model never saw: probability zero
+            for lam in (0.0, 0.3, 0.8, 1.0):
+                case = f"T={T}, lam={lam}"
+                got = _as_matrix(jelinek_mercer(high.copy(), low.copy(), lam), (T,), case)
+                want = _mix(high, low, lam)
+                if np.allclose(got, want, atol=1e-9):
+                    continue
+                if np.allclose(got, _mix(low, high, lam), atol=1e-9):
+                    hint = "The weight lam belongs to the longer context (logp_high), 1 - lam to the shorter one"
+                elif np.allclose(got, lam * high + (1 - lam) * low, atol=1e-9, equal_nan=True):
+                    hint = ("That mixes log-probabilities (a weighted geometric mean); mix the "
+                            "probabilities themselves, then take the log")
+                elif np.allclose(got, np.exp(want), atol=1e-9):
+                    hint = "Return log-probabilities in nats, like token_logprobs, not probabilities"
+                elif np.allclose(got, want / np.log(2), atol=1e-9):
+                    hint = "Use the natural log (nats), not log base 2"
+                else:
+                    hint = "Exponentiate both inputs, mix them with weights lam and 1 - lam, take the log"
+                i = int(np.argmax(~np.isclose(got, want, atol=1e-9)))
+                raise CheckFailed(f"{case}: entry {i} is {got[i]:.4f}, which is wrong. {hint}")
 
     return run_check("jelinek_mercer", body, quiet)
+
+
+@lru_cache(maxsize=8)
+def _jm_logprobs(num_chars: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token validation log-probabilities of the exercise's two models fitted on ``num_chars``."""
+    train, val = toy_corpus("train"), toy_corpus("val")
+    tok = CharTokenizer().train(train)
+    ids, val_ids = np.array(tok.encode(train))[:num_chars], np.array(tok.encode(val))
+    V = tok.vocab_size
+    high = NGramLM(NGramConfig(_JM_HIGH, V, smoothing="mle")).fit(ids).token_logprobs(val_ids)
+    low = NGramLM(NGramConfig(_JM_LOW, V, smoothing="add-eps", eps=_JM_EPS)).fit(ids).token_logprobs(val_ids)
+    return high, low
+
+
+def _jm_cross_entropy(num_chars: int, lam: float) -> float:
+    return float(-_mix(*_jm_logprobs(num_chars), lam).mean())
+
+
+def check_best_lambda(best_lambda: Callable[[int], float], quiet: bool = False) -> bool:
+    """Check ``best_lambda(num_chars)`` → the λ in 0, 0.05, …, 1 whose mixture (8-gram MLE with an
+    add-ε trigram, ε = 0.01, both fitted on the first ``num_chars`` training characters) has the
+    lowest validation cross-entropy; any λ within 5e-4 nats/char of that grid's best passes."""
+    def body() -> None:
+        for num_chars in (10_000, 3_000, 30_000):   # the chapter's case first: its hint is the clearest
+            out = best_lambda(num_chars)
+            if isinstance(out, bool) or not isinstance(out, (int, float, np.integer, np.floating)):
+                raise CheckFailed(f"best_lambda({num_chars:,}) should return a number, got {type(out).__name__}")
+            lam = float(out)
+            if not 0.0 <= lam <= 1.0:
+                raise CheckFailed(f"best_lambda({num_chars:,}) returned {lam}, but a mixing weight lies in [0, 1]")
+            curve = np.array([_jm_cross_entropy(num_chars, float(g)) for g in _JM_LAMBDAS])
+            best, got = float(curve.min()), _jm_cross_entropy(num_chars, lam)
+            if got <= best + _JM_TOL:
+                continue
+            where = f"best_lambda({num_chars:,}) = {lam:g} gives {got:.4f} nats/char on validation: "
+            if lam == 1.0:
+                hint = ("the 8-gram alone gives some validation characters probability zero. Did you score "
+                        "the training text instead of the validation split?")
+            elif lam == 0.0:
+                hint = ("the trigram alone. If every mixture with lam > 0 came out infinite, you mixed "
+                        "log-probabilities: mix the probabilities. If you kept the largest cross-entropy, "
+                        "keep the argmin")
+            elif got >= float(curve[np.isfinite(curve)].max()):
+                hint = "the worst finite point of the validation curve; keep the argmin, not the argmax"
+            else:
+                hint = ("more than the best λ on the grid: evaluate every λ in 0, 0.05, …, 1 on the "
+                        "validation split and keep the lowest")
+            raise CheckFailed(where + hint)
+
+    return run_check("best_lambda", body, quiet)
