@@ -1,4 +1,4 @@
-"""The command line: ``python -m lmcore {train, sample, zoo} --help``.
+"""The command line: ``python -m lmcore {train, sample, prepare, zoo} --help``.
 
 Examples::
 
@@ -8,6 +8,9 @@ Examples::
     python -m lmcore train --corpus tinyshakespeare --n-layer 4 --n-head 4 --n-embd 128 \\
         --context-length 64 --batch-size 12 --steps 2000 --out runs/shakespeare
     python -m lmcore train --corpus tinyshakespeare ... --steps 4000 --out runs/shakespeare --resume
+    # tokenize a corpus once into uint16 .bin files (checked by sha256), then train from them
+    python -m lmcore prepare --corpus tinyshakespeare --out data/shakespeare
+    python -m lmcore train --data data/shakespeare --out runs/shakespeare
     # sample from a run, or from a shipped model
     python -m lmcore sample --ckpt runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300
     python -m lmcore sample --zoo toy-char --num-samples 5 --temperature 0.8 --top-p 0.9
@@ -26,6 +29,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,7 +39,7 @@ from .decoding import generate
 from .models import GPT, GPTConfig
 from .runtime import seed_everything
 from .tokenizers import CharTokenizer, Tokenizer, load_tokenizer
-from .training import TrainConfig, Trainer, cleanup_distributed, init_distributed
+from .training import TrainConfig, Trainer, cleanup_distributed, init_distributed, open_prepared, prepare_corpus
 from .training.checkpoint import claim_out_dir
 from .zoo import RECIPES, list_models, load_model, pretrained, retrain_model, ship, verify, weights_dir
 
@@ -63,7 +67,7 @@ SEED = _int(0, 2**63 - 1)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lmcore", description="Train, sample and manage the book's models.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,zoo}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,prepare,zoo}")
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = commands.add_parser("train", formatter_class=fmt, help="train a character-level GPT on a corpus",
                             description="Train a character-level GPT on a text corpus and save checkpoints to --out.",
@@ -75,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tokenizer", default="char", choices=["char"], help="how text becomes token ids")
     g.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the text (its tail) kept for validation; the toy corpus has its own split")
+    g.add_argument("--data", default=None,
+                   help="a directory written by `python -m lmcore prepare` (instead of --corpus and --tokenizer)")
     g = p.add_argument_group("model")
     g.add_argument("--n-layer", type=_int(1), default=4, help="transformer blocks")
     g.add_argument("--n-head", type=_int(1), default=4, help="attention heads per block")
@@ -101,12 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-interval", type=_int(1), default=d.eval_interval,
                    help="evaluate and checkpoint every N steps")
     g.add_argument("--eval-iters", type=_int(1), default=d.eval_iters, help="batches per loss estimate")
+    g.add_argument("--log-interval", type=_int(1), default=d.log_interval,
+                   help="read the loss back from the device and show it every N steps")
     g.add_argument("--seed", type=SEED, default=d.seed,
                    help="seed for the model init and the batches (0 <= seed < 2**63)")
     g.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     g.add_argument("--dtype", default=d.dtype, choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto = bfloat16/float16 mixed precision on CUDA, float32 elsewhere")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs; slow start)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (slow start, faster steps); default: on CUDA for models of "
+                        ">= 5M parameters")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p = commands.add_parser("sample", formatter_class=fmt, help="continue a prompt with a trained or shipped model",
                             description="Continue a prompt with a model trained by `python -m lmcore train` "
@@ -126,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop tokens less likely than min_p times the most likely one")
     p.add_argument("--seed", type=SEED, default=0, help="sampling seed (0 <= seed < 2**63)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p = commands.add_parser("prepare", formatter_class=fmt, help="tokenize a corpus once into uint16 .bin files",
+                            description="Tokenize a corpus into DIR/train.bin and DIR/val.bin (uint16 ids), "
+                                        "DIR/tokenizer.json and DIR/manifest.json (sha256 of each file).",
+                            epilog="Then train from it: python -m lmcore train --data DIR --out RUN")
+    p.add_argument("--corpus", required=True,
+                   help="'toy' (the toy language), 'tinyshakespeare', or the path of a UTF-8 text file")
+    p.add_argument("--tokenizer", default="char",
+                   help="'char' (trained on the corpus) or the path of a tokenizer.json (at most 65,536 ids)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the text (its tail) kept for validation; the toy corpus has its own split")
+    p.add_argument("--out", required=True, help="directory for the .bin files, tokenizer.json and manifest.json")
+    p.add_argument("--force", action="store_true", help="replace a corpus prepared earlier in --out")
     p = commands.add_parser("zoo", help="list, verify, retrain or ship the book's shipped models",
                             description="The book's shipped models.")
     sub = p.add_subparsers(dest="zoo_command", required=True, metavar="{list,verify,retrain,ship}")
@@ -162,6 +184,31 @@ def _tokenizer(args: argparse.Namespace, text: str) -> Tokenizer:
     return CharTokenizer().train(text)
 
 
+def _split(tok: Tokenizer, train_text: str, val_text: str, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of both splits: the corpus's own, or the tail of its text (``val_text`` empty)."""
+    if val_text:
+        return torch.tensor(tok.encode(train_text)), torch.tensor(tok.encode(val_text))
+    return data.train_val_split(tok.encode(train_text), val_fraction)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    try:
+        train_text, val_text = load_corpus(args.corpus)
+        if args.tokenizer == "char":
+            tok: Tokenizer = CharTokenizer().train(train_text + val_text)
+        else:
+            tok = load_tokenizer(args.tokenizer)
+        train_ids, val_ids = _split(tok, train_text, val_text, args.val_fraction)
+        manifest = prepare_corpus(train_ids, val_ids, tok, args.out, force=args.force)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"prepared {args.out}: {manifest['tokens']['train']:,} training and {manifest['tokens']['val']:,} "
+          f"validation tokens (uint16), vocabulary {manifest['vocab_size']:,}\n"
+          f"train from it: python -m lmcore train --data {args.out} --out RUN")
+    return 0
+
+
 def _record_tokenizer(trainer: Trainer, path: Path, resumed: bool) -> None:
     """Record tokenizer.json's sha256 in the run's checkpoints (``lmcore.load_model`` checks it); a
     resumed run must still have the tokenizer it was trained with."""
@@ -181,17 +228,22 @@ def _train(args: argparse.Namespace) -> int:
         if not args.resume and info.is_main:
             # Refuse before anything is written: an earlier run's tokenizer.json in --out is part of it.
             claim_out_dir(args.out, overwrite=args.force)
-        train_text, val_text = load_corpus(args.corpus)
-        tok = _tokenizer(args, train_text + val_text)
-        if val_text:
-            train_ids, val_ids = torch.tensor(tok.encode(train_text)), torch.tensor(tok.encode(val_text))
+        train_ids: Any
+        val_ids: Any
+        if args.data is not None:
+            prepared = open_prepared(args.data)
+            tok = load_tokenizer(Path(args.out) / "tokenizer.json") if args.resume else prepared.tokenizer
+            train_ids, val_ids = prepared.train, prepared.val
         else:
-            train_ids, val_ids = data.train_val_split(tok.encode(train_text), args.val_fraction)
+            train_text, val_text = load_corpus(args.corpus)
+            tok = _tokenizer(args, train_text + val_text)
+            train_ids, val_ids = _split(tok, train_text, val_text, args.val_fraction)
         config = TrainConfig(
             max_steps=args.steps, batch_size=args.batch_size, seq_len=args.context_length,
             grad_accum_steps=args.grad_accum, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup,
             weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_interval=args.eval_interval,
-            eval_iters=args.eval_iters, seed=args.seed, device=args.device, dtype=args.dtype,
+            eval_iters=args.eval_iters, log_interval=args.log_interval, seed=args.seed, device=args.device,
+            dtype=args.dtype,
             compile=args.compile, out_dir=args.out, progress=not args.no_progress, overwrite=args.force)
         seed_everything(args.seed)
         model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=args.context_length, n_layer=args.n_layer,
@@ -289,4 +341,6 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "sample":
         return _sample(args)
+    if args.command == "prepare":
+        return _prepare(args)
     return _zoo(args, parser)

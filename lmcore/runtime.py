@@ -82,14 +82,28 @@ def torch_threads(n: int | None = 1) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def setup(seed: int = 0, device: str | None = None, threads: int | None = None, quiet: bool = False) -> torch.device:
+def setup(seed: int = 0, device: str | None = None, threads: int | None = None, quiet: bool = False,
+          tf32: bool = True) -> torch.device:
     """Seed everything, fix the CPU thread count (see :func:`cpu_threads`) and return the device a
-    chapter should use."""
+    chapter should use.
+
+    ``tf32``: on a CUDA device, float32 matrix products use TensorFloat-32 tensor cores (10-bit
+    mantissa inputs, float32 sums; several times faster on A100 and later), as nanoGPT and nanochat
+    set with ``torch.set_float32_matmul_precision("high")``; ``tf32=False`` keeps full float32.  Only
+    CUDA's setting is changed (``torch.backends.cuda.matmul.allow_tf32``): the global call would also
+    let oneDNN's CPU matmuls use TF32, and CPU results must not change.  On another device nothing
+    is set.
+    """
+    if not isinstance(tf32, bool):
+        raise TypeError(f"tf32 must be True or False, got {tf32!r}")
     seed_everything(seed)
     dev = get_device(device)
     n = cpu_threads(threads)
     if n:
         torch.set_num_threads(n)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     if not quiet:
-        print(f"lmcore {__version__} | torch {torch.__version__} | device: {dev.type} | seed: {seed}")
+        print(f"lmcore {__version__} | torch {torch.__version__} | device: {dev.type} | seed: {seed}"
+              + (f" | tf32 matmul: {'on' if tf32 else 'off'}" if dev.type == "cuda" else ""))
     return dev

@@ -107,8 +107,11 @@ def _val_loss(model: GPT, x: torch.Tensor, y: torch.Tensor, skip: int, device: t
     with eval_mode(model):
         for i in range(0, x.shape[0], batch):
             logits, _ = model(x[i:i + batch].to(device))
-            logp = torch.log_softmax(logits[:, skip:].double(), dim=-1)
-            total -= logp.gather(-1, y[i:i + batch, skip:, None].to(device)).sum().cpu()
+            scored = logits[:, skip:]
+            if scored.device.type == "mps":   # MPS has no float64: finish the sum on the CPU
+                scored = scored.cpu()
+            logp = torch.log_softmax(scored.double(), dim=-1)
+            total -= logp.gather(-1, y[i:i + batch, skip:, None].to(logp.device)).sum().cpu()
     return float(total) / (x.shape[0] * (x.shape[1] - skip))
 
 

@@ -34,16 +34,21 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .._io import atomic_write, remove_stale_temps
+from .._version import __version__
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAGIC", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
-           "model_config_dict", "unwrap", "check_resumable", "claim_out_dir", "rng_state", "restore_rng_state"]
+           "model_config_dict", "unwrap", "check_resumable", "claim_out_dir", "rng_state", "restore_rng_state",
+           "trainer_state", "restore_trainer"]
 
 FORMAT = "lmcore.checkpoint"
 FORMAT_VERSION = 1
@@ -210,3 +215,38 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = inner
         else:
             return model
+
+
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """``trainer.state_dict()``: everything needed to continue its run exactly."""
+    t = trainer
+    return {
+        "step": t.step, "tokens": t.tokens, "elapsed_s": t._elapsed, "best_val_loss": t.best_val_loss,
+        "model": unwrap(t.model).state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "scaler": None if t.scaler is None else t.scaler.state_dict(),
+        "rng": rng_state(t.generator),
+        "model_config": model_config_dict(t.model),
+        "model_class": type(unwrap(t.model)).__name__,
+        "train_config": t.config.to_dict(),
+        "history": t.history, "lr_schedule": t.lr_schedule, "run_files": t.run_files,
+        "lmcore_version": __version__,
+    }
+
+
+def restore_trainer(trainer: Trainer, state: dict[str, Any], resumable: frozenset[str]) -> None:
+    """``trainer.load_state_dict(state)`` but for the learning-rate schedule, which the caller rebuilds."""
+    t = trainer
+    check_resumable(state, model_config_dict(t.model), t.config.to_dict(), resumable)
+    try:
+        unwrap(t.model).load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"the checkpoint's weights do not fit this model: {e}") from e
+    t.optimizer.load_state_dict(state["optimizer"])
+    if t.scaler is not None and state.get("scaler"):
+        t.scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"], t.generator)
+    t.step, t.tokens = state["step"], state["tokens"]
+    t._elapsed, t.best_val_loss = state["elapsed_s"], state["best_val_loss"]
+    t.history = list(state["history"])
+    t.run_files = dict(state.get("run_files") or {})

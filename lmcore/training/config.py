@@ -27,7 +27,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # the run goes on, how often it reports, or where it runs, not what a training step computes.
 # A new max_steps does not restart the learning-rate schedule: lmcore.training.schedule keeps
 # it continuous from the resume step to the new end.
-RESUMABLE_FIELDS = frozenset({"max_steps", "eval_interval", "eval_iters", "device", "compile",
+RESUMABLE_FIELDS = frozenset({"max_steps", "eval_interval", "eval_iters", "log_interval", "device", "compile",
                               "out_dir", "save_best", "progress", "overwrite"})
 
 
@@ -63,17 +63,18 @@ class TrainConfig:
     grad_clip: float = 1.0             # max global gradient norm; 0 turns clipping off
     eval_interval: int = 250           # evaluate (and checkpoint) every this many steps, and at the end
     eval_iters: int = 20               # batches per loss estimate
+    log_interval: int = 10             # read the losses back from the device (and show them) every N steps
     seed: int = 1337                   # seeds the data generator (model init is the caller's)
     device: str | None = None          # None = lmcore.get_device(): cuda, then mps, then cpu
-    dtype: str = "auto"                # auto = bfloat16 (or float16) autocast on CUDA, float32 elsewhere
-    compile: bool = False              # torch.compile the model (faster on GPUs, slow to start)
+    dtype: str = "auto"                # auto = bfloat16 (native: A100 on) or float16 autocast on CUDA, else float32
+    compile: bool | None = None        # torch.compile; None = on CUDA for >= 5M parameters (speed.should_compile)
     out_dir: str | None = None         # where checkpoints go; None = keep nothing on disk
     save_best: bool = True             # also keep best.pt (lowest validation loss)
     progress: bool = True              # show a tqdm progress bar
     overwrite: bool = False            # a fresh run may replace another run's checkpoints in out_dir
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters"):
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "log_interval"):
             check_int(f"TrainConfig.{name}", getattr(self, name), low=1)
         check_int("TrainConfig.seq_len", self.seq_len, low=1, optional=True)
         check_int("TrainConfig.lr_decay_steps", self.lr_decay_steps, low=1, optional=True)
@@ -88,6 +89,8 @@ class TrainConfig:
         check_choice("TrainConfig.dtype", self.dtype, DTYPES)
         if not isinstance(self.overwrite, bool):
             raise TypeError(f"TrainConfig.overwrite must be a bool, got {type(self.overwrite).__name__}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise TypeError(f"TrainConfig.compile must be True, False or None (auto), got {self.compile!r}")
         if self.lr_decay_steps is not None and self.lr_decay_steps < self.warmup_steps:
             raise ValueError(f"TrainConfig.lr_decay_steps ({self.lr_decay_steps}) must be >= warmup_steps "
                              f"({self.warmup_steps})")
@@ -107,7 +110,12 @@ class TrainConfig:
         return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
-        """The dtype to autocast to on ``device``, or None for plain float32."""
+        """The dtype to autocast to on ``device``, or None for plain float32.
+
+        ``"auto"`` on CUDA is bfloat16 only on GPUs with native bfloat16 (compute capability >= 8.0:
+        A100, RTX 30xx, H100 and later), else float16 with a loss scaler: on a T4 or V100 bfloat16 is
+        emulated, and slow, though ``torch.cuda.is_bf16_supported()`` says True there.
+        """
         if self.dtype == "float32":
             return None
         if device.type != "cuda":
@@ -115,7 +123,7 @@ class TrainConfig:
                 raise ValueError("TrainConfig.dtype='float16' needs a CUDA GPU; use 'auto' or 'float32'")
             return torch.bfloat16 if self.dtype == "bfloat16" and device.type == "cpu" else None
         if self.dtype == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
         return getattr(torch, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:

@@ -50,8 +50,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["DistInfo", "dist_info", "init_distributed", "cleanup_distributed", "all_reduce_mean"]
+__all__ = ["DistInfo", "dist_info", "init_distributed", "cleanup_distributed", "all_reduce_mean", "wrap_ddp"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +113,16 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= dist.get_world_size()
     return value
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """``model`` in DistributedDataParallel, on GPU ``device.index`` when ``device`` is CUDA.
+
+    DDP copies rank 0's buffers to every rank before each forward (``broadcast_buffers``), which
+    costs a collective per forward.  Only buffers that training changes need it: running statistics
+    (modules with ``track_running_stats``, such as BatchNorm).  Other buffers (a GPT's causal mask
+    and rotary tables) are constants that every rank builds alike, so they are not broadcast.
+    """
+    changing = any(getattr(m, "track_running_stats", False) for m in model.modules())
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=changing)

@@ -9,8 +9,9 @@ does), and does what a careful training script does, in one readable place:
   and then follows a **cosine** down to ``min_lr`` (continuous when a resumed run changes its
   length, see :mod:`lmcore.training.schedule`);
 * **gradient accumulation** (a large batch in several small micro-batches) and **clipping**;
-* **mixed precision** on CUDA (bfloat16, or float16 with a loss scaler on older GPUs), plain
-  float32 on CPU and Apple's MPS; optional ``torch.compile``;
+* **mixed precision** on CUDA (bfloat16, or float16 with a loss scaler on GPUs older than the
+  A100), plain float32 on CPU and Apple's MPS; ``torch.compile`` on CUDA for models that gain from
+  it; no step waits for the GPU to report its loss (:mod:`lmcore.training.speed`);
 * periodic **evaluation** of train and validation loss on ``eval_iters`` fixed batches, a progress
   bar, and a **history** for plots;
 * **checkpoints** that resume *exactly*: the batches come from a generator the Trainer owns, and
@@ -41,15 +42,14 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .._checks import check_int, eval_mode
-from .._version import __version__
 from ..data import get_batch
-from ..models import GPT
 from ..runtime import get_device
 from . import checkpoint as ckpt
-from .checkpoint import model_config_dict, unwrap
 from .config import RESUMABLE_FIELDS, BatchFn, NonFiniteLossError, TrainConfig
-from .distributed import all_reduce_mean, dist_info
+from .distributed import all_reduce_mean, dist_info, wrap_ddp
 from .schedule import initial_schedule, resumed_schedule, scheduled_lr
+from .speed import StepGuard, make_optimizer, read_steps, should_compile, to_device
+from .streams import check_stream, window_length
 
 __all__ = ["Trainer"]
 
@@ -59,23 +59,29 @@ class Trainer:
     Args:
         model: returns ``(logits, loss)`` from ``model(x, targets)``; moved to the config's device.
         config: the run's :class:`TrainConfig`.
-        train_data, val_data: 1-D int64 token tensors (``val_data`` optional); batches are random
-            windows (:func:`lmcore.data.get_batch`).
+        train_data, val_data: 1-D token streams (``val_data`` optional): tensors or NumPy arrays of
+            int64, int32, int16, uint16 or uint8 ids, or ``np.memmap`` files (:func:`open_prepared`),
+            kept as they are; batches are random windows (:func:`lmcore.data.get_batch`), and only
+            they become int64.
         batch_fn: instead of the tensors, ``batch_fn(split, generator) -> (x, y)`` with ``x``, ``y``
             of shape ``(batch_size, T)``; targets may contain -100 (ignored by the loss).
 
     Attributes:
         step: optimiser steps done so far.
         history: one dict per training step (``step``, ``train_loss``, ``lr``, ``tokens``,
-            ``grad_norm``, ``elapsed_s``) and one per evaluation (``step``, ``tokens``,
+            ``grad_norm``, ``elapsed_s``; on a GPU, training time is exact at the steps that log,
+            every ``log_interval``) and one per evaluation (``step``, ``tokens``,
             ``eval_train_loss``, ``val_loss``, ``val_ppl``); ``series(key)`` picks one curve.
         best_val_loss: lowest validation loss seen (``inf`` before the first evaluation).
         lr_schedule: the learning-rate segments (:mod:`lmcore.training.schedule`).
         run_files: ``{name: sha256}`` of the run's other files in ``out_dir`` (the CLI's ``tokenizer.json``).
+        compiled: whether the model is ``torch.compile``d (``TrainConfig.compile``; None decides by
+            :func:`lmcore.training.speed.should_compile`); ``compile_s``: then the first step's
+            seconds in this process, compilation included (shown in the progress output).
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, train_data: torch.Tensor | None = None,
-                 val_data: torch.Tensor | None = None, *, batch_fn: BatchFn | None = None) -> None:
+    def __init__(self, model: nn.Module, config: TrainConfig, train_data: Any = None, val_data: Any = None,
+                 *, batch_fn: BatchFn | None = None) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         if not isinstance(model, nn.Module):
@@ -84,15 +90,15 @@ class Trainer:
         self.dist = dist_info()
         self.device = self._pick_device(config)
         self.model = model.to(self.device)
-        self.seq_len = self._seq_len(model, config)
+        self.seq_len = window_length(model, config)
         self.batch_fn = batch_fn
-        self.train_data: torch.Tensor | None
-        self.val_data: torch.Tensor | None
+        self.train_data: Any
+        self.val_data: Any
         if batch_fn is None:
             if train_data is None:
                 raise ValueError("pass train_data (a 1-D token tensor) or batch_fn")
-            self.train_data = self._check_data(train_data, "train_data")
-            self.val_data = None if val_data is None else self._check_data(val_data, "val_data")
+            self.train_data = check_stream(train_data, "train_data", self.seq_len, model)
+            self.val_data = None if val_data is None else check_stream(val_data, "val_data", self.seq_len, model)
         elif train_data is not None or val_data is not None:
             raise ValueError("pass either train_data/val_data or batch_fn, not both")
         else:
@@ -103,15 +109,16 @@ class Trainer:
 
         self.amp_dtype = config.autocast_dtype(self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.optimizer = self._make_optimizer()
+        self.optimizer = make_optimizer(self.model, config, self.device)
+        self._guard = StepGuard(self.optimizer, self.scaler)
         # The batch stream: a generator owned by the Trainer (identical on every rank, which then
         # takes its own slice), saved in checkpoints so a resumed run sees the same batches.
         self.generator = torch.Generator().manual_seed(config.seed)
-        fwd = self.model
-        if self.dist.enabled:
-            fwd = DistributedDataParallel(fwd, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self._fwd = torch.compile(fwd) if config.compile else fwd
-        self._eval_model = torch.compile(self.model) if config.compile else self.model
+        fwd = wrap_ddp(self.model, self.device) if self.dist.enabled else self.model
+        self.compiled = should_compile(config.compile, self.device, sum(p.numel() for p in self.model.parameters()))
+        self._fwd = torch.compile(fwd) if self.compiled else fwd
+        self._eval_model = torch.compile(self.model) if self.compiled else self.model
+        self.compile_s: float | None = None
 
         self.step = 0
         self.tokens = 0
@@ -128,41 +135,6 @@ class Trainer:
         if self.dist.enabled and device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank)
         return device
-
-    @staticmethod
-    def _seq_len(model: nn.Module, config: TrainConfig) -> int | None:
-        """The training window: ``config.seq_len``, by default a GPT's whole context (None: only a
-        ``batch_fn`` can feed this model, since it has no context length to cut windows by)."""
-        limit = model.config.context_length if isinstance(model, GPT) else None
-        if config.seq_len is None:
-            return limit
-        if limit is not None and config.seq_len > limit:
-            raise ValueError(f"TrainConfig.seq_len={config.seq_len} exceeds the model's context_length="
-                             f"{limit}; lower it or build a model with a longer context")
-        return config.seq_len
-
-    def _check_data(self, data: Any, name: str) -> torch.Tensor:
-        data = torch.as_tensor(data)
-        if data.ndim != 1 or data.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"{name} must be a 1-D integer token tensor, got shape {tuple(data.shape)} "
-                             f"dtype {data.dtype}")
-        if self.seq_len is None:
-            raise ValueError(f"set TrainConfig.seq_len (tokens per training window): a {type(self.model).__name__} "
-                             "has no context_length to default to")
-        if data.numel() <= self.seq_len:
-            raise ValueError(f"{name} has {data.numel()} tokens, fewer than seq_len + 1 = "
-                             f"{self.seq_len + 1}")
-        return data.long()
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        cfg = self.config
-        return torch.optim.AdamW(groups, lr=cfg.lr_at(0), betas=(cfg.beta1, cfg.beta2),
-                                 fused=True if self.device.type == "cuda" else None)
 
     # --- batches -----------------------------------------------------------------------------
     def get_batch(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +156,7 @@ class Trainer:
         rows = self.config.batch_size // self.dist.world_size
         x = x[self.dist.rank * rows:(self.dist.rank + 1) * rows]
         y = y[self.dist.rank * rows:(self.dist.rank + 1) * rows]
-        non_blocking = self.device.type == "cuda"
-        return x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+        return to_device(x, self.device), to_device(y, self.device)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -219,8 +190,14 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step (``grad_accum_steps`` micro-batches); returns loss, lr and grad norm.
 
-        Raises :class:`NonFiniteLossError` before updating the model if the loss is NaN or inf.
+        Raises :class:`NonFiniteLossError` if the loss is NaN or inf; the model is not updated with
+        it.  Reading the values back waits for the device: :meth:`train` reads them only when it logs.
         """
+        record = self._read([self._step()], keep=False)
+        return {k: record[k] for k in ("train_loss", "lr", "grad_norm")}
+
+    def _step(self) -> dict[str, Any]:
+        """One optimiser step whose loss and gradient norm stay on the device (read by :meth:`_read`)."""
         cfg = self.config
         self.model.train()
         lr = scheduled_lr(cfg, self.lr_schedule, self.step)
@@ -243,25 +220,44 @@ class Trainer:
                 else:
                     loss.backward()
             self.tokens += x.numel() * self.dist.world_size
-        loss_value = all_reduce_mean(total).item()
-        if not math.isfinite(loss_value):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(self.step, loss_value)
+        mean = all_reduce_mean(total)
+        if not self._guard.deferred:         # checked on the host (a CPU: free), see speed.StepGuard
+            value = mean.item()
+            if not math.isfinite(value):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLossError(self.step, value)
+        self._guard.check(mean)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if cfg.grad_clip > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         else:
-            grad_norm = float(torch.linalg.vector_norm(torch.stack(
-                [p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None])))
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+            grad_norm = torch.linalg.vector_norm(torch.stack(
+                [p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None]))
+        self._guard.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {"train_loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+        return {"step": self.step - 1, "train_loss": mean, "lr": lr, "grad_norm": grad_norm}
+
+    def _read(self, pending: list[dict[str, Any]], keep: bool = True) -> dict[str, Any]:
+        """Read the losses and gradient norms of the ``pending`` steps from the device at once (one
+        wait) and empty the list; with ``keep`` they go into the history.  Returns the last record.
+        Raises :class:`NonFiniteLossError` at the first non-finite loss: no update was made from
+        that step on (:class:`~lmcore.training.speed.StepGuard`), and the run stands at that step."""
+        if not pending:
+            return {}
+        t0 = time.perf_counter()
+        records, bad = read_steps(pending, self._guard)
+        self._elapsed += time.perf_counter() - t0
+        if records and "elapsed_s" in records[-1]:
+            records[-1]["elapsed_s"] = self._elapsed
+        if keep:
+            self.history.extend(records)
+        if bad is not None:
+            self.step, self.tokens = bad["step"], bad.get("tokens", self.tokens)
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(bad["step"], bad["train_loss"])
+        return records[-1]
 
     def _ddp(self) -> DistributedDataParallel:
         ddp = self._fwd._orig_mod if hasattr(self._fwd, "_orig_mod") else self._fwd
@@ -291,25 +287,37 @@ class Trainer:
         check_int("steps", steps, low=1, optional=True)
         stop = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         bar = None
+        pending: list[dict[str, Any]]
         if cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
-        last_val = None
+        last_val, pending = None, []      # pending: steps whose losses are still on the device
         try:
             while self.step < stop:
-                if self.step % cfg.eval_interval == 0 and not self._evaluated_now():
-                    last_val = self.evaluate().get("val")
-                    self._save_last()
+                if self.step % cfg.eval_interval == 0:
+                    self._log(pending, bar, last_val)
+                    if not self._evaluated_now():
+                        last_val = self.evaluate().get("val")
+                        self._save_last()
                 t0 = time.perf_counter()
-                record = {"step": self.step, **self.train_step()}
-                self._elapsed += time.perf_counter() - t0
-                record.update(tokens=self.tokens, elapsed_s=self._elapsed)
-                self.history.append(record)
+                try:
+                    record = self._step()
+                except NonFiniteLossError:
+                    self._read(pending)          # the steps before it go into the history
+                    raise
+                seconds = time.perf_counter() - t0
+                self._elapsed += seconds
+                pending.append({**record, "tokens": self.tokens, "elapsed_s": self._elapsed})
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{record['train_loss']:.4f}",
-                                    **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
+                if self.compiled and self.compile_s is None:
+                    self.compile_s = seconds
+                    if bar is not None:
+                        bar.write(f"torch.compile: first step {seconds:.1f} s (compilation included)")
+                if self.step % cfg.log_interval == 0:
+                    self._log(pending, bar, last_val)
+            self._log(pending, bar, last_val)
             if self.step == cfg.max_steps and not self._evaluated_now():
                 last_val = self.evaluate().get("val")
                 if bar is not None and last_val is not None:
@@ -320,6 +328,13 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return self.history
+
+    def _log(self, pending: list[dict[str, Any]], bar: Any, last_val: float | None) -> None:
+        """Read the pending steps into the history and show the latest loss."""
+        record = self._read(pending)
+        if bar is not None and record:
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}",
+                            **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
 
     def _evaluated_now(self) -> bool:
         return any(r["step"] == self.step and "eval_train_loss" in r for r in self.history[-2:])
@@ -336,18 +351,7 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (plain containers and tensors only)."""
-        return {
-            "step": self.step, "tokens": self.tokens, "elapsed_s": self._elapsed, "best_val_loss": self.best_val_loss,
-            "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "rng": ckpt.rng_state(self.generator),
-            "model_config": model_config_dict(self.model),
-            "model_class": type(unwrap(self.model)).__name__,
-            "train_config": self.config.to_dict(),
-            "history": self.history, "lr_schedule": self.lr_schedule, "run_files": self.run_files,
-            "lmcore_version": __version__,
-        }
+        return ckpt.trainer_state(self)
 
     def save_checkpoint(self, tag: str = "last") -> Path | None:
         """Write ``<out_dir>/<tag>.pt`` (rank 0 only; returns its path, or None on other ranks).  A fresh
@@ -369,20 +373,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; raises ``ValueError`` if it belongs to another config.  A new
         ``max_steps`` is allowed: the learning rate goes on continuously (:mod:`lmcore.training.schedule`)."""
-        ckpt.check_resumable(state, model_config_dict(self.model), self.config.to_dict(), RESUMABLE_FIELDS)
-        try:
-            unwrap(self.model).load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise ValueError(f"the checkpoint's weights do not fit this model: {e}") from e
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        ckpt.restore_rng_state(state["rng"], self.generator)
-        self.step, self.tokens = state["step"], state["tokens"]
-        self._elapsed, self.best_val_loss = state["elapsed_s"], state["best_val_loss"]
-        self.history = list(state["history"])
+        ckpt.restore_trainer(self, state, RESUMABLE_FIELDS)
         self.lr_schedule = resumed_schedule(self.config, state, self.step)
-        self.run_files = dict(state.get("run_files") or {})
 
     def resume(self, path: str | os.PathLike | None = None) -> Trainer:
         """Continue from a checkpoint (default: ``<out_dir>/last.pt``) written by an identical run."""
