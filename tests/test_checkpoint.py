@@ -267,3 +267,22 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path):
         save_checkpoint({"value": lambda: None}, path)      # cannot be pickled
     assert torch.equal(load_checkpoint(path)["value"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_run_saved_before_a_config_field_existed_still_resumes(tmp_path):
+    """A field added to GPTConfig later (with a default) is absent from older checkpoints: it counts
+    as its default, so the run resumes bit-exactly; a field that really differs is still refused."""
+    full = _trainer(tmp_path / "full")
+    full.train()
+    _trainer(tmp_path / "split").train(steps=5)
+    path = tmp_path / "split" / "last.pt"
+    state = load_checkpoint(path)
+    del state["model_config"]["pad_vocab_to"]          # as written before the field existed
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "format_version")}, path)
+    resumed = _trainer(tmp_path / "split").resume()
+    resumed.train()
+    assert resumed.series("train_loss") == full.series("train_loss")
+    state["model_config"]["n_layer"] = 2
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "format_version")}, path)
+    with pytest.raises(ValueError, match=r"model config differs .* \['n_layer'\]"):
+        _trainer(tmp_path / "split").resume()

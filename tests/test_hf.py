@@ -48,17 +48,39 @@ def test_greedy_generation_matches_transformers_generate(saved):
     assert torch.equal(generate(model, prompt, 25, temperature=0, use_cache=False), expected)
 
 
+def test_a_padded_vocabulary_keeps_gpt2s_logits_and_generation(saved):
+    hf, path = saved
+    idx = torch.randint(0, 100, (2, 30))
+    with torch.no_grad():
+        expected = hf(idx).logits
+    for source in (path, hf):
+        model = from_hf_gpt2(source, pad_vocab_to=64)
+        wte = model.transformer.wte.weight
+        assert model.config.padded_vocab_size == 128 and wte.shape == (128, 64) and model.lm_head.weight is wte
+        assert not wte[100:].any()                                  # the padding rows are zero
+        with torch.no_grad():
+            torch.testing.assert_close(model(idx)[0], expected, atol=1e-5, rtol=1e-5)
+    prompt = torch.randint(0, 100, (1, 6))
+    greedy = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=25,
+                         do_sample=False, pad_token_id=0)
+    assert torch.equal(generate(model, prompt, 25, temperature=0, use_cache=True), greedy)
+    with pytest.raises(ValueError, match="pad_vocab_to"):
+        from_hf_gpt2(path, pad_vocab_to=0)
+
+
 def test_pytorch_bin_checkpoint_and_untied_head(tmp_path):
     hf = hf_gpt2(tie_word_embeddings=False)
     with torch.no_grad():
         hf.lm_head.weight.normal_()
     hf.config.to_json_file(tmp_path / "config.json")
     torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
-    model = from_hf_gpt2(tmp_path)
-    assert model.lm_head.weight is not model.transformer.wte.weight
     idx = torch.randint(0, 100, (1, 10))
-    with torch.no_grad():
-        torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-5, rtol=1e-5)
+    for pad in (1, 64):   # an untied head is padded with zero rows too
+        model = from_hf_gpt2(tmp_path, pad_vocab_to=pad)
+        assert model.lm_head.weight is not model.transformer.wte.weight
+        assert model.lm_head.weight.shape[0] == model.config.padded_vocab_size and not model.lm_head.weight[100:].any()
+        with torch.no_grad():
+            torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_bad_sources_are_rejected(tmp_path):

@@ -4,6 +4,7 @@ import torch
 
 from lmcore import GPT, GPTConfig, KVCache, MLPConfig, MLPLanguageModel, generate
 from lmcore.decoding import sample_next
+from lmcore.models import apply_lora
 
 
 def _model(**kw) -> GPT:
@@ -81,3 +82,18 @@ def test_generate_drives_the_mlp_like_a_hand_written_loop():
     stop = int(got[0, 5])
     assert (generate(mlp, prompt[:1], 12, temperature=0.9, top_k=5, min_p=0.05, stop_tokens=stop,
                      generator=torch.Generator().manual_seed(3))[0, 6:] == stop).all()
+
+
+def test_a_dtype_mismatch_names_the_keys_and_the_values():
+    cache = KVCache(1, 1, 2, 8, 4)
+    k = torch.zeros(1, 2, 3, 4)
+    with pytest.raises(ValueError, match=r"holds torch.float32 on cpu but the keys are torch.float32 \(values torch.bfloat16\)"):
+        cache.update(0, k, k.bfloat16())
+    assert cache.length == 0 and not cache.keys[0].any()
+
+
+def test_make_cache_works_with_a_lora_wrapped_output_layer():
+    """make_cache read lm_head.weight, which a LoRALinear does not have."""
+    model = apply_lora(_model(tie_weights=False), r=2, targets=("lm_head",))
+    cache = model.make_cache(2)
+    assert cache.keys[0].dtype == torch.float32 and cache.batch_size == 2

@@ -6,6 +6,10 @@ keys when RoPE is on, appends keys and values to a ``KVCache`` when one is given
 ``softmax(Q Kᵀ / √d + mask) V`` either with PyTorch's fused ``scaled_dot_product_attention``
 ("sdpa") or written out ("reference", which can also return the attention weights). Grouped-query
 attention shares each key/value head between ``n_head // n_kv_head`` query heads.
+
+On a GPU, SDPA picks its flash kernel only for queries, keys and values of one half-precision
+dtype with no explicit mask (``is_causal`` or single-token decoding): hence RoPE tables in the
+queries' dtype (``activation_dtype``), and a note wherever a mask is passed instead.
 """
 from __future__ import annotations
 
@@ -22,7 +26,17 @@ from .positional import apply_rope
 if TYPE_CHECKING:
     from .gpt import GPTConfig
 
-__all__ = ["AttentionInputs", "CausalSelfAttention"]
+__all__ = ["AttentionInputs", "CausalSelfAttention", "activation_dtype"]
+
+
+def activation_dtype(device: torch.device, weight_dtype: torch.dtype) -> torch.dtype:
+    """The dtype a linear layer with ``weight_dtype`` weights on ``device`` outputs here and now:
+    the autocast dtype inside ``torch.autocast`` for that device type (which leaves float64 alone),
+    else ``weight_dtype``. Queries, keys and values, and so the KV cache, have this dtype."""
+    if (weight_dtype != torch.float64 and torch.amp.is_autocast_available(device.type)
+            and torch.is_autocast_enabled(device.type)):
+        return torch.get_autocast_dtype(device.type)
+    return weight_dtype
 
 
 class AttentionInputs(NamedTuple):
@@ -31,6 +45,7 @@ class AttentionInputs(NamedTuple):
     ``rope``: ``(cos, sin)`` each ``(T, head_dim/2)``, or ``None``.
     ``mask``: ``None``, a boolean ``(T, L)`` mask (True = may attend) or an additive float bias
     ``(n_head, T, L)`` (ALiBi, with ``-inf`` on future keys); ``L`` = cached + new positions.
+    Any mask rules out SDPA's flash kernel on a GPU (it takes ``is_causal`` only).
     ``is_causal``: the plain lower-triangular mask with ``T == L`` (sdpa builds it itself).
     ``cache``: the ``KVCache`` to read from and write to, or ``None``.
     """

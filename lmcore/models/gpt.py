@@ -4,11 +4,10 @@ The pieces, in the order the data flows through them:
 
 1. ``GPTConfig``: every size and switch, validated when constructed.
 2. ``CausalSelfAttention`` (in :mod:`lmcore.models.attention`): where tokens exchange information.
-3. ``MLP``: ``n_embd → 4·n_embd → GELU → n_embd``.
-4. ``Block``: attention and MLP, each wrapped in a residual connection with LayerNorm either
-   before the sublayer (pre-norm, GPT-2) or after the residual sum (post-norm, the original
-   transformer).
-5. ``GPT``: token embedding (+ learned or sinusoidal positions, chapter 6), the blocks, a final
+3. ``MLP`` and ``Block`` (in :mod:`lmcore.models.block`): ``n_embd → 4·n_embd → GELU → n_embd``,
+   and attention and MLP, each wrapped in a residual connection with LayerNorm either before the
+   sublayer (pre-norm, GPT-2) or after the residual sum (post-norm, the original transformer).
+4. ``GPT``: token embedding (+ learned or sinusoidal positions, chapter 6), the blocks, a final
    LayerNorm and the output projection, tied to the token embedding by default. ``forward``
    returns ``(logits, loss)``. Sampling is not the model's job: ``lmcore.generate(model, ...)``
    (chapter 8) drives it, with or without a KV cache (chapter 7).
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -31,7 +31,8 @@ from .._checks import (
     check_int,
     check_targets,
 )
-from .attention import AttentionInputs, CausalSelfAttention
+from .attention import AttentionInputs, activation_dtype
+from .block import MLP, Block
 from .kv_cache import KVCache
 from .positional import ROPE_SCALINGS, alibi_bias, alibi_slopes, rope_cos_sin, rope_inv_freq, sinusoidal_table
 
@@ -57,7 +58,16 @@ class GPTConfig:
     ``pos_encoding="sinusoidal"`` adds the paper's raw table, whose rows have norm ``sqrt(n_embd / 2)``,
     dozens of times longer than token embeddings at GPT-2's initialisation (std 0.02), so the
     tokens barely register and training is slow; chapter 6 measures this and trains with the
-    table (``model.pos_table``) multiplied by a small factor.
+    table (``model.pos_table``) multiplied by a small factor. ``pos_encoding="alibi"`` passes its
+    bias to attention as an explicit mask, which rules out the flash kernel on a GPU (SDPA then runs
+    its memory-efficient or math kernel): slower than learned or RoPE positions at long contexts.
+
+    ``pad_vocab_to``: the token embedding and the output layer get ``padded_vocab_size`` rows,
+    ``vocab_size`` rounded up to a multiple of this (64: GPT-2's 50257 -> 50304, whose matrix
+    multiplies tile evenly on a GPU; nanoGPT measured about 25% faster steps). The padded rows start
+    at zero and are never read: ``forward`` slices the logits back to ``vocab_size`` columns and ids
+    ``>= vocab_size`` are refused as before, so loss, samplers and checkpoints of the real vocabulary
+    see no difference. The default 1 pads nothing.
     """
     vocab_size: int                    # number of token ids the model reads and predicts
     context_length: int                # most positions the model attends to (learned/sinusoidal rows)
@@ -76,10 +86,11 @@ class GPTConfig:
     rope_base: float = 10000.0         # RoPE's base: frequencies base^(-2i/head_dim)
     rope_scaling: str | None = None    # None, "linear" (position interpolation) or "ntk"
     rope_scaling_factor: float = 1.0   # how many times the training length the scaling stretches to
+    pad_vocab_to: int = 1              # round wte/lm_head rows up to a multiple of this (64: 50257 -> 50304)
 
     def __post_init__(self) -> None:
         # Integers are stored as Python ints (a numpy int64 would not survive to_dict -> json).
-        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
             setattr(self, name, check_int(name, getattr(self, name), low=1))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
@@ -117,46 +128,18 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
     @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the token embedding and the output layer: ``vocab_size`` rounded up to a
+        multiple of ``pad_vocab_to``."""
+        return -(-self.vocab_size // self.pad_vocab_to) * self.pad_vocab_to
+
+    @property
     def kv_heads(self) -> int:
         """Number of key/value heads actually used (``n_kv_head`` or ``n_head``)."""
         return self.n_kv_head or self.n_head
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class MLP(nn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.act = nn.GELU(approximate="tanh" if config.activation == "gelu_new" else "none")
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
-
-
-class Block(nn.Module):
-    def __init__(self, config: GPTConfig, layer_idx: int):
-        super().__init__()
-        self.pre_norm = config.norm == "pre"
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
-        self.mlp = MLP(config)
-
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs, need_weights: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.pre_norm:   # GPT-2: x + f(LN(x)); the residual stream itself is never normalised
-            a, weights = self.attn(self.ln_1(x), inputs, need_weights)
-            x = x + a
-            x = x + self.mlp(self.ln_2(x))
-        else:               # original transformer: LN(x + f(x))
-            a, weights = self.attn(x, inputs, need_weights)
-            x = self.ln_1(x + a)
-            x = self.ln_2(x + self.mlp(x))
-        return x, weights
 
 
 class GPT(nn.Module):
@@ -187,12 +170,16 @@ class GPT(nn.Module):
             self.register_buffer("pos_table", sinusoidal_table(config.context_length, config.n_embd),
                                  persistent=False)
         if config.pos_encoding == "rope":
-            self.register_buffer("rope_inv_freq", rope_inv_freq(
-                config.head_dim, config.rope_base, config.rope_scaling, config.rope_scaling_factor),
-                persistent=False)
+            self.register_buffer("rope_inv_freq", self._rope_table(self._embedding.device),
+                                 persistent=False)
         if config.pos_encoding == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        extra = config.padded_vocab_size - config.vocab_size
+        if extra:   # built at the real size above, so they draw the random numbers an unpadded model draws
+            for layer in (self.transformer.wte, self.lm_head):
+                layer.weight = nn.Parameter(F.pad(layer.weight.detach(), (0, 0, 0, extra)))
+            self.transformer.wte.num_embeddings = self.lm_head.out_features = config.padded_vocab_size
         if config.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight   # type: ignore[assignment]  # one matrix reads and writes tokens
 
@@ -204,18 +191,45 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            weight = module.weight
+            if module is self.transformer.wte or module is self.lm_head:
+                # padded vocabulary rows stay zero (no id reads them, no logit is kept from them);
+                # the real rows draw exactly the numbers of an unpadded model
+                nn.init.zeros_(weight[self.config.vocab_size:])
+                weight = weight[:self.config.vocab_size]
+            nn.init.normal_(weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def _apply(self, fn, recurse: bool = True):
+        # model.to(torch.bfloat16) would round the RoPE frequencies with everything else (see
+        # table_dtype) and moving float64 to MPS fails: the buffer is taken out of the conversion
+        # and rebuilt from the config on the device the weights landed on.
+        if "rope_inv_freq" not in self._buffers:
+            return super()._apply(fn, recurse)
+        del self._buffers["rope_inv_freq"]
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._buffers["rope_inv_freq"] = self._rope_table(self._embedding.device)
+        return self
+
+    def _rope_table(self, device: torch.device) -> torch.Tensor:
+        """RoPE's frequencies on ``device`` in ``positional.table_dtype(device)`` (float64 on the CPU)."""
+        cfg = self.config
+        return rope_inv_freq(cfg.head_dim, cfg.rope_base, cfg.rope_scaling, cfg.rope_scaling_factor, device)
+
+    @property
+    def _embedding(self) -> torch.Tensor:
+        """The token-embedding matrix: its device and dtype are the model's (mypy sees a Module)."""
+        return cast(nn.Embedding, self.transformer.wte).weight
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Number of parameters; with ``non_embedding`` the token and position embeddings are not
-        counted (the convention of the scaling-law papers). An untied output head is counted."""
+        counted (the convention of the scaling-law papers). An untied output head is counted, and
+        with a padded vocabulary so are its padding rows (they are parameters, if always zero)."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= self.transformer.wte.weight.numel()
@@ -225,12 +239,18 @@ class GPT(nn.Module):
 
     # ----------------------------------------------------------------------------------- forward
     def _check_idx(self, idx: torch.Tensor, kv_cache: KVCache | None) -> None:
-        """Shape and dtype of ``idx`` always; its values on the CPU only (``_check_ids``): on a GPU
-        generate() checks prompts, and an id out of range fails in the embedding's device assert."""
+        """Shape and dtype of ``idx`` always; its values on the CPU only (``check_forward_ids``): on a
+        GPU generate() checks prompts, and an id out of range fails in the embedding's device assert
+        (with a padded vocabulary in a device-side assert of its own: no host sync either way)."""
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
             raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
                              f"{type(idx).__name__} {tuple(getattr(idx, 'shape', ()))}")
         check_forward_ids("idx", idx, self.config.vocab_size)
+        V = self.config.vocab_size
+        if self.config.padded_vocab_size != V and (idx.device.type != "cpu" or torch.compiler.is_compiling()):
+            # the embedding has rows for ids up to padded_vocab_size, so its own bounds check no longer
+            # refuses ids in [vocab_size, padded_vocab_size)
+            torch._assert_async((idx < V).all(), f"idx holds a token id >= vocab_size ({V})")
         if idx.dtype not in (torch.long, torch.int32):
             raise ArgumentTypeError(f"idx must be int64 or int32 (what nn.Embedding reads), got {idx.dtype}")
         B, T = idx.shape
@@ -259,10 +279,13 @@ class GPT(nn.Module):
         elif cfg.pos_encoding == "sinusoidal":
             x = x + self.pos_table[positions]
         rope = None
-        if cfg.pos_encoding == "rope":
+        if cfg.pos_encoding == "rope":   # computed at full precision, rounded once to the queries' dtype
             rope = rope_cos_sin(positions, self.rope_inv_freq, cfg.rope_scaling, cfg.rope_scaling_factor,
-                                dtype=x.dtype)
-        # Query i (position offset+i) may attend to keys 0..offset+i.
+                                dtype=activation_dtype(x.device, x.dtype))
+        # Query i (position offset+i) may attend to keys 0..offset+i. Only the plain causal case
+        # (is_causal, no mask) and single-token decoding (no mask) can use the flash kernel on a GPU;
+        # ALiBi's bias and the mask of several new tokens after a cached prefix (chunked prefill)
+        # are explicit masks, which SDPA hands to its memory-efficient or math kernel instead.
         mask, is_causal = None, False
         if cfg.pos_encoding == "alibi":
             mask = alibi_bias(self.alibi_slopes, T, L, offset).to(x.dtype)
@@ -283,8 +306,10 @@ class GPT(nn.Module):
         ignored (e.g. the prompt part in instruction tuning). ``kv_cache``: the new tokens are placed
         after the ``kv_cache.length`` cached positions and their keys/values stored.
         ``last_only``: return logits for the last position only, (B, 1, vocab) — what generation needs.
-        Returns ``(logits (B, T, vocab_size), loss or None)``. Bad arguments raise a ``ValueError`` /
-        ``TypeError`` naming them before any KV-cache entry is written.
+        Returns ``(logits (B, T, vocab_size), loss or None)``: exactly ``vocab_size`` columns also
+        with a padded vocabulary (a view of the padded output, whose extra columns are dropped).
+        Bad arguments raise a ``ValueError`` / ``TypeError`` naming them before any KV-cache entry
+        is written.
         """
         check_targets(idx, targets, self.config.vocab_size, last_only)
         x, inputs = self._embed(idx, kv_cache)
@@ -293,7 +318,9 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head(x)
+        # the padded vocabulary's columns are cut off, not masked: the logits, the loss over them and
+        # every sampler see the real vocabulary only (a view: no copy, and no-op without padding)
+        logits = self.lm_head(x)[..., :self.config.vocab_size]
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
@@ -316,9 +343,15 @@ class GPT(nn.Module):
     def make_cache(self, batch_size: int, max_len: int | None = None,
                    dtype: torch.dtype | None = None) -> KVCache:
         """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``context_length``, the
-        most positions a forward pass accepts, which is also its upper limit)."""
-        p = self.lm_head.weight
+        most positions a forward pass accepts, which is also its upper limit).
+
+        ``dtype`` defaults to the dtype the keys will have: the autocast dtype when the cache is made
+        inside ``torch.autocast`` for the model's device (half the memory of float32 under bfloat16:
+        GPT-2 at batch 64 and 1024 positions needs 2.25 GiB instead of 4.5 GiB), else the weights'.
+        Make the cache in the same autocast context as the forward passes that fill it.
+        """
+        p = self._embedding
         max_len = check_int("max_len", self.config.context_length if max_len is None else max_len,
                             low=1, high=self.config.context_length)
         return KVCache(self.config.n_layer, batch_size, self.config.kv_heads, max_len, self.config.head_dim,
-                       device=p.device, dtype=p.dtype if dtype is None else dtype)
+                       device=p.device, dtype=activation_dtype(p.device, p.dtype) if dtype is None else dtype)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .._checks import check_int
 from .gpt import GPT, GPTConfig
@@ -34,8 +35,9 @@ _ACTIVATIONS = {"gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "gelu":
 _REQUIRED = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")
 
 
-def gpt2_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
+def gpt2_config_from_hf(hf_config: dict[str, Any], pad_vocab_to: int = 1) -> GPTConfig:
     """Translate a GPT-2 ``config.json`` dictionary into a ``GPTConfig``; unsupported options raise.
+    ``pad_vocab_to`` is passed on to the ``GPTConfig`` (64 pads GPT-2's 50257 rows to 50304).
 
     A dictionary that is not a GPT-2 config (missing keys, wrong types or values) raises
     ``ValueError`` / ``TypeError`` naming the key.
@@ -62,7 +64,7 @@ def gpt2_config_from_hf(hf_config: dict[str, Any]) -> GPTConfig:
         n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=n_embd,
         dropout=0.0, bias=True, pos_encoding="learned", norm="pre",
         tie_weights=hf_config.get("tie_word_embeddings", True), activation=_ACTIVATIONS[act],
-        layer_norm_eps=hf_config.get("layer_norm_epsilon", 1e-5),
+        layer_norm_eps=hf_config.get("layer_norm_epsilon", 1e-5), pad_vocab_to=pad_vocab_to,
     )
 
 
@@ -96,11 +98,14 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{file} could not be read as a checkpoint: {e}") from e
 
 
-def from_hf_gpt2(model_or_path) -> GPT:
+def from_hf_gpt2(model_or_path, pad_vocab_to: int = 1) -> GPT:
     """A ``GPT`` (on the CPU, eval mode) with the weights of a Hugging Face GPT-2.
 
     ``model_or_path``: a ``GPT2LMHeadModel`` (or ``GPT2Model``) object, or a local directory.
+    ``pad_vocab_to``: pad the embedding and output rows to a multiple of this (``GPTConfig``'s
+    field; the extra rows are zero and the logits are GPT-2's, ``vocab_size`` columns).
     """
+    pad_vocab_to = check_int("pad_vocab_to", pad_vocab_to, low=1)
     if isinstance(model_or_path, (str, Path)):
         path = Path(model_or_path)
         if not path.is_dir():
@@ -116,7 +121,7 @@ def from_hf_gpt2(model_or_path) -> GPT:
                         f"got {type(model_or_path).__name__}")
 
     try:
-        config = gpt2_config_from_hf(hf_config)
+        config = gpt2_config_from_hf(hf_config, pad_vocab_to)
     except (TypeError, ValueError) as e:   # the same message, plus which file it is about
         raise type(e)(f"{source}: {e}") from e
     state = {}
@@ -126,6 +131,9 @@ def from_hf_gpt2(model_or_path) -> GPT:
             continue
         if key.endswith(_CONV1D_WEIGHTS):
             value = value.t()
+        if key in ("wte.weight", "lm_head.weight") and value.dim() == 2 and value.shape[0] == config.vocab_size:
+            # zero rows for a padded vocabulary (a matrix of another size is left for the load to name)
+            value = F.pad(value, (0, 0, 0, config.padded_vocab_size - config.vocab_size))
         state[key if key == "lm_head.weight" else f"transformer.{key}"] = value.float().contiguous()
     if config.tie_weights and "transformer.wte.weight" in state:   # (a missing one is reported below)
         state["lm_head.weight"] = state["transformer.wte.weight"]   # one matrix, listed under both names

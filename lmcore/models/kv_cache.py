@@ -101,12 +101,20 @@ class KVCache:
                                  f"{what}={k.shape[i]}: make the cache for this model and batch, "
                                  f"model.make_cache(batch_size={k.shape[0]})")
         if k.dtype != buffer.dtype or v.dtype != buffer.dtype or k.device != buffer.device:
-            raise ValueError(f"the KV cache holds {buffer.dtype} on {buffer.device} but the keys are {k.dtype} on "
-                             f"{k.device}; make the cache with the model's dtype and device (model.make_cache)")
+            got = f"{k.dtype} on {k.device}" if v.dtype == k.dtype else f"{k.dtype} (values {v.dtype}) on {k.device}"
+            raise ValueError(f"the KV cache holds {buffer.dtype} on {buffer.device} but the keys are {got}; make "
+                             "the cache with the model's dtype and device, inside the same torch.autocast "
+                             "as the forward passes (model.make_cache)")
 
     def advance(self, n_tokens: int) -> None:
         """Mark ``n_tokens`` more positions as stored (called once per forward, after all layers)."""
-        self.length += check_int("n_tokens", n_tokens, low=0, high=self.remaining)
+        n_tokens = check_int("n_tokens", n_tokens, low=0)
+        # compared, not passed as a bound: under torch.compile the lengths are symbolic, and a message
+        # formatted from them on every call would pin the compiled step to one cache length
+        if n_tokens > self.remaining:
+            raise ValueError(f"n_tokens must be at most the {self.remaining} positions left in the cache, "
+                             f"got {n_tokens}")
+        self.length += n_tokens
 
     def reset(self) -> None:
         """Forget every stored position (the buffers are reused, not freed)."""

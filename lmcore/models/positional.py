@@ -35,6 +35,7 @@ __all__ = [
     "apply_rope",
     "alibi_slopes",
     "alibi_bias",
+    "table_dtype",
     "ROPE_SCALINGS",
 ]
 
@@ -61,9 +62,18 @@ def sinusoidal_table(context_length: int, n_embd: int, base: float = 10000.0) ->
     return table.float()
 
 
+def table_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype rotary tables are kept in on ``device``: float64, or float32 where the device has
+    no float64 (Apple's MPS). Never the model's dtype: frequencies rounded to bfloat16 (up to 2^-9
+    relative) are multiplied by the position, so with head_dim 64 the cosines are off by up to 0.44
+    at positions 512-1023, against 0.002 when only the finished table is rounded."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: str | None = None,
-                  factor: float = 1.0) -> torch.Tensor:
-    """RoPE's rotation frequencies, one per feature pair: shape ``(head_dim // 2,)``.
+                  factor: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
+    """RoPE's rotation frequencies, one per feature pair: shape ``(head_dim // 2,)``, computed in
+    float64 on the CPU and returned there, or on ``device`` in ``table_dtype(device)``.
 
     ``theta_i = base^(-2i/head_dim)``. With ``scaling="ntk"`` the base is enlarged to
     ``base * factor^(head_dim/(head_dim-2))``: the slowest pair is stretched by exactly ``factor``
@@ -81,7 +91,8 @@ def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: str | None = No
                          f"got {head_dim}")
     if scaling == "ntk":
         base = base * factor ** (head_dim / (head_dim - 2))
-    return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device="cpu") / head_dim)
+    return inv_freq if device is None else inv_freq.to(device=device, dtype=table_dtype(device))
 
 
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: str | None = None,
@@ -90,17 +101,23 @@ def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: str |
 
     ``positions`` are absolute positions (``offset + arange(T)`` with a KV cache). With
     ``scaling="linear"`` (position interpolation) they are divided by ``factor``, squeezing a
-    ``factor``-times longer context into the position range seen in training.
+    ``factor``-times longer context into the position range seen in training. The angles are
+    computed in ``inv_freq``'s dtype (at least float32: float64 from ``rope_inv_freq``, float32 on
+    a device without float64, see ``table_dtype``) and only the results are rounded to ``dtype``.
     """
     if not isinstance(positions, torch.Tensor) or positions.dim() != 1:
         raise ValueError(f"positions must be a 1-D tensor of positions, got {type(positions).__name__} "
                          f"{tuple(getattr(positions, 'shape', ()))}")
     check_choice("scaling", scaling, ROPE_SCALINGS)
-    check_float("factor", factor, low=1)
-    pos = positions.to(torch.float64)
+    if not torch.compiler.is_compiling():   # traced with dynamic=True, factor is symbolic (isfinite: graph break)
+        check_float("factor", factor, low=1)
+    if not isinstance(inv_freq, torch.Tensor) or not inv_freq.is_floating_point():
+        raise ValueError(f"inv_freq must be a floating-point tensor (rope_inv_freq(head_dim)), got {inv_freq!r}")
+    exact = torch.promote_types(inv_freq.dtype, torch.float32)
+    pos = positions.to(exact)
     if scaling == "linear":
         pos = pos / factor
-    angles = pos[:, None] * inv_freq.to(device=positions.device, dtype=torch.float64)[None, :]
+    angles = pos[:, None] * inv_freq.to(device=positions.device, dtype=exact)[None, :]
     return torch.cos(angles).to(dtype), torch.sin(angles).to(dtype)
 
 
@@ -109,12 +126,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
     ``cos``/``sin`` are ``(T, D/2)``. A 2-D rotation of ``(a, b)`` by ``φ`` is
     ``(a cos φ - b sin φ, a sin φ + b cos φ)``; rotating a query by ``mφ`` and a key by ``nφ``
-    leaves their dot product a function of ``(m - n)φ``.
+    leaves their dot product a function of ``(m - n)φ``. The result has ``x``'s dtype (``cos`` and
+    ``sin`` are cast to it): a bfloat16 query under autocast stays bfloat16 for the attention kernel
+    instead of being promoted to float32 by float32 tables.
     """
     # shapes only: a mismatch would otherwise surface as a broadcasting error inside the rotation
     if cos.dim() != 2 or sin.shape != cos.shape or x.dim() < 2 or x.shape[-2:] != (cos.shape[0], 2 * cos.shape[1]):
         raise ValueError(f"x (..., T, D) needs cos and sin of shape (T, D/2); got x {tuple(x.shape)}, "
                          f"cos {tuple(cos.shape)}, sin {tuple(sin.shape)}")
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)      # no-ops when the model built them in x's dtype
     a, b = x[..., 0::2], x[..., 1::2]                 # (B, H, T, D/2) each
     rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)   # (B, H, T, D/2, 2)
     return rotated.flatten(-2)                        # interleave back to (B, H, T, D)

@@ -162,10 +162,13 @@ def claim_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
 
 
 def check_resumable(state: dict[str, Any], model_config: dict[str, Any] | None, train_config: dict[str, Any],
-                    resumable: frozenset[str]) -> None:
+                    resumable: frozenset[str], model_defaults: dict[str, Any] | None = None) -> None:
     """Raise ``ValueError`` unless checkpoint ``state`` continues a run of this model and TrainConfig
-    (fields in ``resumable`` may differ)."""
+    (fields in ``resumable`` may differ).  A model-config field the checkpoint lacks counts as its
+    default from ``model_defaults``: a field added to the config later must not strand older runs."""
     theirs = state.get("model_config")
+    if theirs is not None and model_defaults:
+        theirs = {**{k: v for k, v in model_defaults.items() if k in (model_config or {})}, **theirs}
     if model_config != theirs:
         diff = sorted(k for k in set(model_config or {}) | set(theirs or {})
                       if (model_config or {}).get(k) != (theirs or {}).get(k))
@@ -206,6 +209,14 @@ def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     return None
 
 
+def _config_defaults(model: nn.Module) -> dict[str, Any]:
+    """The defaults of the model's config dataclass fields (empty for a dict config)."""
+    config = getattr(unwrap(model), "config", None)
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside DDP and ``torch.compile`` wrappers."""
     while True:
@@ -237,7 +248,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
 def restore_trainer(trainer: Trainer, state: dict[str, Any], resumable: frozenset[str]) -> None:
     """``trainer.load_state_dict(state)`` but for the learning-rate schedule, which the caller rebuilds."""
     t = trainer
-    check_resumable(state, model_config_dict(t.model), t.config.to_dict(), resumable)
+    check_resumable(state, model_config_dict(t.model), t.config.to_dict(), resumable, _config_defaults(t.model))
     try:
         unwrap(t.model).load_state_dict(state["model"])
     except RuntimeError as e:
