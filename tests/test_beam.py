@@ -148,3 +148,32 @@ def test_bad_arguments_are_named():
         beam_search(model, PROMPT, 8)
     with pytest.raises(ValueError, match="one prompt"):
         beam_search(model, torch.zeros(2, 3, dtype=torch.long), 2)
+
+
+class NoFloat64(torch.overrides.TorchFunctionMode):
+    """Refuse every float64 result, as Apple's MPS device does."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.dtype == torch.float64:
+            raise TypeError(f"{func.__name__} made a float64 tensor, which this device does not support")
+        return out
+
+
+def test_scores_are_float32_on_a_device_without_float64(monkeypatch):
+    """MPS has no float64: there beam scores are summed in float32 (a fake device type stands in for
+    MPS, and a mode that refuses float64 results for the device), giving the same search."""
+    from lmcore.decoding import beam
+    assert beam.score_dtype(torch.device("mps")) == torch.float32
+    assert beam.score_dtype(torch.device("cpu")) == beam.score_dtype(torch.device("cuda")) == torch.float64
+    model = tiny_model(1)
+    wide = beam_search(model, PROMPT, L, beam_width=3, length_penalty=1.0, stop_token=0)
+    with NoFloat64(), pytest.raises(TypeError, match="float64"):
+        beam_search(model, PROMPT, L, beam_width=3)             # the float64 path would fail there
+    real = beam.score_dtype
+    monkeypatch.setattr(beam, "score_dtype", lambda device: real(torch.device("mps")))
+    with NoFloat64():
+        narrow = beam_search(model, PROMPT, L, beam_width=3, length_penalty=1.0, stop_token=0)
+    assert [h.tokens.tolist() for h in narrow] == [h.tokens.tolist() for h in wide]
+    for a, b in zip(narrow, wide):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4) and a.finished == b.finished

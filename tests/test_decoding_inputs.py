@@ -117,6 +117,7 @@ BAD = [
     # --- generate ---
     ("generate model None", lambda: gen(model=None), "model"),
     ("generate model Linear", lambda: gen(model=torch.nn.Linear(2, 2)), "model"),
+    ("generate model compiled Linear", lambda: gen(model=torch.compile(torch.nn.Linear(2, 2))), "model"),
     ("generate idx list", lambda: gen(idx=[[1, 2]]), "idx"),
     ("generate idx float", lambda: gen(idx=torch.tensor([[0.5]])), "idx"),
     ("generate idx bool", lambda: gen(idx=torch.tensor([[True]])), "idx"),

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from lmcore import GPT, GPTConfig, KVCache, kv_cache_bytes
+from lmcore.decoding import generation
 from lmcore.decoding.generation import context_window_start, generate
 
 POS = ["learned", "sinusoidal", "rope", "alibi", "none"]
@@ -139,6 +140,59 @@ def test_stop_tokens_end_each_row():
         assert out.shape[1] == int(first_stop.max()) + 1
     single = generate(model, prompt[:1], 20, temperature=0, stop_tokens=stop)
     assert torch.equal(single, free[:1, :int(first_stop[0]) + 1])
+
+
+def scalar_reads(fn) -> int:
+    """Values read back from tensors while ``fn`` runs (each an ``aten::_local_scalar_dense``: on a GPU,
+    a device-to-host sync)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key == "aten::_local_scalar_dense")
+
+
+def as_on_an_accelerator(monkeypatch):
+    """Switch the CPU-only value checks off as they are off a CPU: the sampler's and the model's
+    (``is_compiling`` is what both consult besides the device) and the per-token stop check."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    monkeypatch.setattr(generation, "_stop_check_interval", lambda device: generation.STOP_CHECK_INTERVAL)
+
+
+@pytest.mark.parametrize("with_stops", [False, True])
+def test_the_decode_loop_reads_no_value_per_token_off_the_cpu(monkeypatch, with_stops):
+    """Per decoded token: 0 reads without stop tokens, one per STOP_CHECK_INTERVAL tokens with them
+    (before: 4 reads a token from the sampler and the model, 5 with stops). On the CPU, where reads are
+    free, the checks stay on: 2 reads a token (the logits, the model's ids), 3 with stops."""
+    model = model_for("rope", context_length=64)
+    prompt = torch.randint(0, 29, (2, 5))
+    free = generate(model, prompt, 42, temperature=0.0)
+    stops = [t for t in range(29) if not (free == t).any()][:1] if with_stops else None   # never generated
+    assert stops != []
+
+    def per_token():
+        reads = [scalar_reads(lambda n=n: generate(model, prompt, n, temperature=0.0, stop_tokens=stops))
+                 for n in (10, 42)]
+        return reads[1] - reads[0]                       # 32 more tokens, the same per-call reads
+
+    assert per_token() == 32 * (3 if with_stops else 2)
+    as_on_an_accelerator(monkeypatch)
+    every = generation.STOP_CHECK_INTERVAL
+    assert per_token() == (42 // every - 10 // every if with_stops else 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stop_checks_every_few_tokens_give_the_same_output(monkeypatch, seed):
+    """Off the CPU the stop flag is read every STOP_CHECK_INTERVAL tokens and the output cut back:
+    the tokens are those of the per-token check, whichever step the last row stops at."""
+    model = model_for("learned", seed=seed)
+    prompt = torch.randint(0, 29, (3, 4))
+    for stop in range(0, 29, 4):
+        per_token = generate(model, prompt, 40, temperature=1.0, stop_tokens=[stop, 1],
+                             generator=torch.Generator().manual_seed(seed))
+        with monkeypatch.context() as patch:
+            patch.setattr(generation, "_stop_check_interval", lambda device: generation.STOP_CHECK_INTERVAL)
+            batched = generate(model, prompt, 40, temperature=1.0, stop_tokens=[stop, 1],
+                               generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(batched, per_token)
 
 
 def test_one_dimensional_prompt_and_zero_new_tokens():

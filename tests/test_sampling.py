@@ -237,3 +237,50 @@ def test_extreme_logits_match_the_naive_float64_reference(temperature):
         for row in range(len(logits)):
             expected = naive_filter(logits[row].double().tolist(), temperature=temperature)
             assert probs[row].tolist() == pytest.approx([expected[j] for j in range(logits.shape[1])], abs=1e-5)
+
+
+def scalar_reads(fn) -> int:
+    """How many values ``fn`` reads back from tensors (``.item()``, ``bool(t)``, ``int(t)``): each is
+    one ``aten::_local_scalar_dense``, a device-to-host sync on a GPU."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key == "aten::_local_scalar_dense")
+
+
+def test_logit_checks_read_one_value_on_the_cpu_and_none_under_compile(monkeypatch):
+    """On the CPU both value checks (NaN/+inf, an all -inf row) cost one read a call (they cost 3);
+    under torch.compile (and off the CPU) none, so the sampler traces as one graph (it had 4 breaks)."""
+    logits = torch.randn(3, 20)
+    draw = lambda: sample_next(logits, 0.8, 5, 0.9, 0.05, torch.Generator().manual_seed(0))  # noqa: E731
+    assert scalar_reads(draw) == 1
+    compiled = torch.compile(lambda x: filter_probs(x, 0.8, 5, 0.9, 0.05), backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(logits), filter_probs(logits, 0.8, 5, 0.9, 0.05))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert scalar_reads(draw) == 0
+    torch._dynamo.reset()
+
+
+def test_the_sampler_reads_nothing_back_from_a_device_tensor():
+    """On the meta device every value read raises, so a draw there proves none happens."""
+    out = sample_next(torch.randn(4, 20, device="meta"), 0.8, 5, 0.9, 0.05, torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == (4, 1) and out.dtype == torch.long
+
+
+def test_a_generator_of_another_device_draws_on_its_own_device(monkeypatch):
+    """A CPU generator with logits on a GPU made torch.rand raise ("Expected a 'cuda' device type for
+    generator"); the numbers are now drawn on the generator's device and moved. torch.rand is wrapped
+    to raise like CUDA does on a mismatch (the meta device itself does not check)."""
+    real_rand = torch.rand
+
+    def strict_rand(*size, generator=None, device=None, **kw):
+        if generator is not None and torch.device(device or "cpu") != generator.device:
+            raise RuntimeError(f"Expected a '{torch.device(device).type}' device type for generator but found "
+                               f"'{generator.device.type}'")
+        return real_rand(*size, generator=generator, device=device, **kw)
+
+    monkeypatch.setattr(torch, "rand", strict_rand)
+    g, reference = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    out = sample_next(torch.randn(4, 20, device="meta"), 0.7, generator=g)
+    assert out.device.type == "meta" and out.shape == (4, 1)
+    real_rand(4, 1, generator=reference)                  # the same numbers were drawn from g
+    assert torch.equal(g.get_state(), reference.get_state())

@@ -22,7 +22,8 @@ average log-probability per token. The pruning during the search always uses the
 every hypothesis at a given step has the same length and normalisation would not change it.
 
 Hypotheses are extended with one batched forward pass per step using the model's KV cache; the
-cache rows are reordered to follow the surviving beams.
+cache rows are reordered to follow the surviving beams. Scores are summed in float64 (ranking ties
+stay rare over long searches), or in float32 on a device that has no float64 (Apple's MPS).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import torch
 from .._checks import ArgumentTypeError, check_float, check_int, describe, eval_mode
 from ..models import GPT
 
-__all__ = ["BeamHypothesis", "beam_search"]
+__all__ = ["BeamHypothesis", "beam_search", "score_dtype"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class BeamHypothesis:
     logprob: float
     score: float
     finished: bool
+
+
+def score_dtype(device: torch.device) -> torch.dtype:
+    """The dtype beam scores are summed in on ``device``: float64, or float32 where the device has no
+    float64 (MPS refuses it)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
 def _check_prompt(model: GPT, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
@@ -94,14 +101,15 @@ def beam_search(model: GPT, idx: torch.Tensor, max_new_tokens: int, beam_width: 
     def score(logprob: float, n_new: int) -> float:
         return logprob / n_new ** length_penalty
 
+    dtype = score_dtype(prompt.device)
     with eval_mode(model):
         cache = model.make_cache(1)
         logits, _ = model(prompt[None], kv_cache=cache, last_only=True)     # (1, 1, V)
         beams = prompt[None]                                                # (n_beams, T0 + step)
-        beam_lp = torch.zeros(1, dtype=torch.float64, device=prompt.device)  # (n_beams,)
+        beam_lp = torch.zeros(1, dtype=dtype, device=prompt.device)     # (n_beams,)
         finished: list[BeamHypothesis] = []
         for step in range(1, max_new_tokens + 1):
-            logp = torch.log_softmax(logits[:, -1].double(), dim=-1)        # (n_beams, V)
+            logp = torch.log_softmax(logits[:, -1].to(dtype), dim=-1)        # (n_beams, V)
             total = (beam_lp[:, None] + logp).flatten()                     # (n_beams * V,)
             order = total.argsort(descending=True, stable=True)
             order = order[total[order] > -math.inf]                         # forbidden tokens are never extended

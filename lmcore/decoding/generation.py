@@ -27,24 +27,41 @@ collection of ids (list, tuple, set, array, tensor). A row that samples one of t
 the stop token is kept and its later positions repeat it (so the batch stays one rectangular
 tensor); generation ends early once every row has finished.
 
+On the CPU the check is free and runs after every token. On an accelerator reading ``finished`` back
+would stall the device on every token, so it is read every ``STOP_CHECK_INTERVAL`` tokens: up to that
+many - 1 extra steps are computed (and drawn from ``generator``), and the output is cut back to the
+same tokens as on the CPU.
+
 **Output.** The result is allocated once, at the call, for ``max_new_tokens`` new tokens; a size
 larger than the device's memory raises ``ValueError`` there rather than after a long run.
+
+**Compiled models.** ``generate(torch.compile(model), ...)`` runs compiled code. With the cache, each
+new token goes through ``lmcore.decoding.static.decode_step``, compiled with the wrapper's settings:
+a fixed-size cache and a position tensor give it the same shapes at every token, so it compiles once
+(also with ``dynamic=False``), and the prefill runs eagerly. The result equals the eager one up to
+float rounding (attention reads the whole fixed-size buffer, masked). Without the cache (and for an
+``MLPLanguageModel``) the compiled module itself runs on the growing window, which recompiles for new
+lengths unless dynamic shapes are on.
 """
 from __future__ import annotations
 
 import contextlib
 import numbers
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from .._checks import ArgumentTypeError, check_int, check_token_ids, describe, eval_mode
-from ..models import GPT, MLPLanguageModel
+from ..models import GPT, KVCache, MLPLanguageModel
 from .sampling import sample_next, validate_sampling_args
+from .static import StaticKVCache, compile_decode_step, static_forward
 
-__all__ = ["generate", "context_window_start"]
+__all__ = ["generate", "context_window_start", "STOP_CHECK_INTERVAL"]
+
+STOP_CHECK_INTERVAL = 16      # tokens between reads of the "every row finished" flag off the CPU
 
 
 def context_window_start(n_tokens: int, start: int, context_length: int) -> int:
@@ -117,6 +134,49 @@ def _output_buffer(B: int, T0: int, max_new_tokens: int, device: torch.device) -
         raise ValueError(msg) from err
 
 
+def _unwrap(model) -> tuple[GPT | MLPLanguageModel, torch.nn.Module | None]:
+    """(the model, the ``torch.compile`` wrapper around it or ``None``)."""
+    inner = getattr(model, "_orig_mod", None)
+    if isinstance(inner, (GPT, MLPLanguageModel)) and hasattr(model, "dynamo_ctx"):
+        return inner, model
+    if not isinstance(model, (GPT, MLPLanguageModel)):
+        raise TypeError(f"model must be a GPT or an MLPLanguageModel (or torch.compile of one), "
+                        f"got {type(model).__name__}")
+    return model, None
+
+
+def _stop_check_interval(device: torch.device) -> int:
+    """Tokens between reads of the stop flag: every token where reading is free (see the module docstring)."""
+    return 1 if device.type == "cpu" else STOP_CHECK_INTERVAL
+
+
+Step = Callable[[torch.Tensor, Any], torch.Tensor]
+
+
+def _cached_steps(model: GPT, compiled: torch.nn.Module | None, batch_size: int
+                  ) -> tuple[KVCache | StaticKVCache, Step, Step]:
+    """(cache, decode one token, prefill a window): ``GPT.forward`` with a ``KVCache`` for an eager
+    model, the fixed-shape compiled decode step for a compiled one."""
+    if compiled is None:
+        def forward(ids: torch.Tensor, cache: Any) -> torch.Tensor:
+            return model(ids, kv_cache=cache, last_only=True)[0]
+        return model.make_cache(batch_size), forward, forward
+    step = compile_decode_step(compiled)
+
+    def decode(ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        # a view of the output has the output's row stride, which changes with max_new_tokens; the
+        # compiled step guards on strides, so it gets a fresh (B, 1) tensor
+        logits = step(model, ids.clone(memory_format=torch.contiguous_format), cache)
+        cache.advance(1)
+        return logits
+
+    def prefill(ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        logits = static_forward(model, ids, cache)
+        cache.advance(ids.shape[1])
+        return logits
+    return StaticKVCache(model, batch_size), decode, prefill
+
+
 @torch.inference_mode()
 def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
@@ -126,10 +186,10 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
 
     Returns the prompts followed by the new tokens: (B, T + n_new) (or (T + n_new,)), where
     ``n_new < max_new_tokens`` only when every row hit a stop token. The model runs in eval mode
-    (dropout off) and is put back in its previous mode afterwards.
+    (dropout off) and is put back in its previous mode afterwards. ``model`` may be what
+    ``torch.compile`` returned for one (see the module docstring).
     """
-    if not isinstance(model, (GPT, MLPLanguageModel)):
-        raise TypeError(f"model must be a GPT or an MLPLanguageModel, got {type(model).__name__}")
+    model, compiled = _unwrap(model)
     validate_sampling_args(temperature, top_k, top_p, min_p)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
     if not isinstance(use_cache, bool):
@@ -150,6 +210,7 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
         raise ValueError(f"idx contains token ids outside the vocabulary [0, {vocab_size}): "
                          f"min {int(idx.min())}, max {int(idx.max())}")
     stops = _stop_tensor(stop_tokens, vocab_size, idx.device)
+    check_every = _stop_check_interval(idx.device)
 
     seq = _output_buffer(B, T0, max_new_tokens, idx.device)                          # filled in place
     seq[:, :T0] = idx
@@ -157,25 +218,31 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
     # A GPT has absolute positions up to context_length, so its window restarts (see above); the MLP
     # only ever reads its last context_length tokens, so its window slides and there is no cache.
     sliding = isinstance(model, MLPLanguageModel)
-    cache = model.make_cache(B) if use_cache and isinstance(model, GPT) else None
+    forward = model if compiled is None else compiled
+    cache: KVCache | StaticKVCache | None = None
+    if use_cache and isinstance(model, GPT):
+        cache, decode, prefill = _cached_steps(model, compiled, B)
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
     with eval_mode(model):
         for _ in range(max_new_tokens):
             start = max(0, n - context_length) if sliding else _window_start(n, start, context_length)
             if cache is None:
-                logits, _ = model(seq[:, start:n], last_only=True)
+                logits, _ = forward(seq[:, start:n], last_only=True)
             elif cache.length == n - 1 - start:          # cache holds the window but its last token
-                logits, _ = model(seq[:, n - 1:n], kv_cache=cache, last_only=True)
+                logits = decode(seq[:, n - 1:n], cache)
             else:                                        # first step, or the window restarted
                 cache.reset()
-                logits, _ = model(seq[:, start:n], kv_cache=cache, last_only=True)
+                logits = prefill(seq[:, start:n], cache)
             next_id = sample_next(logits[:, -1], temperature, top_k, top_p, min_p, generator)[:, 0]
             if stops is not None:
                 next_id = torch.where(finished, seq[:, n - 1], next_id)   # finished rows repeat their stop
                 finished |= torch.isin(next_id, stops)
             seq[:, n] = next_id
             n += 1
-            if stops is not None and bool(finished.all()):
+            if stops is not None and (n - T0) % check_every == 0 and bool(finished.all()):
                 break
+    if stops is not None and check_every > 1 and bool(finished.all()):   # one read, after the loop
+        first = torch.isin(seq[:, T0:n], stops).int().argmax(dim=1)      # each row's first stop token
+        n = T0 + int(first.max()) + 1
     out = seq[:, :n]
     return out[0] if squeeze else out

@@ -15,11 +15,14 @@ distribution top-k left behind (min-p is a ratio, so renormalising does not chan
 uniform number per row: the same generator state always gives the same token.
 
 Logits of ``-inf`` mean "this token is forbidden" and are allowed; NaN, ``+inf`` or a row with every
-logit ``-inf`` raise ``ValueError`` (checked on CPU tensors; see ``_check_logits``). Any other logits
+logit ``-inf`` raise ``ValueError`` (checked on CPU tensors in eager mode, with one read of a result per
+call; on an accelerator or under ``torch.compile`` nothing is read back: see ``_reads_values``). Any other logits
 give a distribution, however extreme: where ``logits / T`` overflows, a row gets the ``T -> 0`` limit
 (see ``apply_temperature``), so a sampler never returns an id outside the vocabulary.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -49,23 +52,29 @@ def _check_scores(name: str, x: torch.Tensor, what: str) -> None:
         raise ValueError(f"{name} has an empty vocabulary axis, shape {tuple(x.shape)}: there is no token to choose")
 
 
+def _reads_values(x: torch.Tensor) -> bool:
+    """Whether the value checks run: on CPU tensors in eager mode only. Elsewhere reading a result back
+    to the host stalls the device (a GPU) on every token, and under ``torch.compile`` it splits the
+    graph; there NaN logits are not caught here (run the same model on the CPU to get the error)."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def _check_logits(logits: torch.Tensor) -> None:
     _check_scores("logits", logits, "scores")
-    # The value checks read a result back to the host: free on a CPU, but on a GPU a stall on every
-    # token, which generation avoids everywhere else. So on a GPU they are skipped and NaN logits are
-    # not caught here; run the same model on the CPU to get the error.
-    if logits.device.type != "cpu":
+    if not _reads_values(logits):
         return
-    if torch.isnan(logits).any() or torch.isposinf(logits).any():
+    # one read for both checks (x < inf is False exactly for NaN and +inf); the messages need more
+    if bool((logits < math.inf).all() & (logits > -math.inf).any(dim=-1).all()):
+        return
+    if not bool((logits < math.inf).all()):
         raise ValueError("logits contain NaN or +inf; check the model's output (use -inf to forbid a token)")
-    if torch.isneginf(logits).all(dim=-1).any():
-        raise ValueError("logits: every logit of a row is -inf, so no token can be sampled")
+    raise ValueError("logits: every logit of a row is -inf, so no token can be sampled")
 
 
 def _check_probs(probs: torch.Tensor, normalised: bool = False) -> None:
     """Probabilities for the public filters: finite, >= 0, some mass in every row (on a CPU; see above)."""
     _check_scores("probs", probs, "probabilities")
-    if probs.device.type != "cpu":
+    if not _reads_values(probs):
         return
     if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
         raise ValueError("probs must be finite and >= 0 (probabilities, e.g. from apply_temperature, not logits)")
@@ -175,6 +184,22 @@ def filter_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | No
     return probs
 
 
+def _uniform(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``n`` uniform numbers (n, 1) on ``device``, drawn on the generator's own device.
+
+    ``torch.rand`` refuses a generator of another device (a CPU generator with a CUDA model), so the
+    numbers are drawn where the generator lives and then moved: the same generator state gives the
+    same numbers on every device. Towards a GPU they go through pinned memory, so the copy is queued
+    instead of waiting for the device (from pageable memory it would synchronise).
+    """
+    if generator is None or generator.device == device:
+        return torch.rand(n, 1, generator=generator, device=device, dtype=dtype)
+    u = torch.rand(n, 1, generator=generator, device=generator.device, dtype=dtype)
+    if device.type == "cuda" and u.device.type == "cpu":
+        u = u.pin_memory()
+    return u.to(device, non_blocking=True)
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, min_p: float | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -193,6 +218,6 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     if temperature == 0:
         return probs.argmax(dim=-1, keepdim=True)
     cdf = probs.cumsum(dim=-1)                                                 # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    u = _uniform(probs.shape[0], generator, probs.device, cdf.dtype)
     # Scale u by the row total so rounding in the cumulative sum can never push u past the end.
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True)

@@ -266,12 +266,11 @@ class GPT(nn.Module):
             raise ValueError(f"idx has {T} tokens (+{offset} cached) but context_length is "
                              f"{self.config.context_length}; crop the input to the last context_length tokens")
 
-    def _embed(self, idx: torch.Tensor, kv_cache: KVCache | None) -> tuple[torch.Tensor, AttentionInputs]:
-        """Token (+ position) embeddings (B, T, n_embd) and the per-forward attention inputs."""
-        self._check_idx(idx, kv_cache)
-        offset = kv_cache.length if kv_cache is not None else 0
-        T, L = idx.shape[1], offset + idx.shape[1]
-        positions = torch.arange(offset, L, device=idx.device)     # absolute positions of the new tokens
+    def embed_tokens(self, idx: torch.Tensor, positions: torch.Tensor
+                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Token (+ learned or sinusoidal position) embeddings (B, T, n_embd) of ``idx`` (B, T) at the
+        absolute ``positions`` (T,), and RoPE's ``(cos, sin)`` tables for them (None without RoPE).
+        No checks and no dropout: the shared first step of ``forward`` and of a compiled decode step."""
         x = self.transformer.wte(idx)
         cfg = self.config
         if cfg.pos_encoding == "learned":
@@ -282,6 +281,16 @@ class GPT(nn.Module):
         if cfg.pos_encoding == "rope":   # computed at full precision, rounded once to the queries' dtype
             rope = rope_cos_sin(positions, self.rope_inv_freq, cfg.rope_scaling, cfg.rope_scaling_factor,
                                 dtype=activation_dtype(x.device, x.dtype))
+        return x, rope
+
+    def _embed(self, idx: torch.Tensor, kv_cache: KVCache | None) -> tuple[torch.Tensor, AttentionInputs]:
+        """Token (+ position) embeddings (B, T, n_embd) and the per-forward attention inputs."""
+        self._check_idx(idx, kv_cache)
+        offset = kv_cache.length if kv_cache is not None else 0
+        T, L = idx.shape[1], offset + idx.shape[1]
+        positions = torch.arange(offset, L, device=idx.device)     # absolute positions of the new tokens
+        x, rope = self.embed_tokens(idx, positions)
+        cfg = self.config
         # Query i (position offset+i) may attend to keys 0..offset+i. Only the plain causal case
         # (is_causal, no mask) and single-token decoding (no mask) can use the flash kernel on a GPU;
         # ALiBi's bias and the mask of several new tokens after a cached prefix (chunked prefill)
