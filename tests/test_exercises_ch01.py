@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lmcore
-from lmcore import exercises
+from lmcore.exercises import ch01 as exercises  # every check of chapter 1, re-exported or not
 
 # --- reference solutions (written as a student would, independently of the checks) ---------------
 
@@ -25,6 +25,11 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def perplexity(logprobs: torch.Tensor) -> float:
     return math.exp(-logprobs.mean().item())
+
+
+def bits_per_char_given(compress, context, text):
+    extra_bytes = len(compress((context + text).encode())) - len(compress(context.encode()))
+    return 8 * extra_bytes / len(text)
 
 
 def stub(*args):
@@ -97,18 +102,39 @@ def ppl_neg_mean(logprobs):
     return -logprobs.mean().item()
 
 
+def bpc_bytes(compress, context, text):  # compressed bytes, not bits
+    return bits_per_char_given(compress, context, text) / 8
+
+
+def bpc_no_context(compress, context, text):  # the text compressed on its own
+    return 8 * len(compress(text.encode())) / len(text)
+
+
+def bpc_no_subtraction(compress, context, text):  # the context's own cost left in
+    return 8 * len(compress((context + text).encode())) / len(text)
+
+
+def bpc_all_chars(compress, context, text):  # divided by the characters of context and text
+    return bits_per_char_given(compress, context, text) * len(text) / len(context + text)
+
+
+def bpc_per_byte(compress, context, text):  # per UTF-8 byte of the text instead of per character
+    return bits_per_char_given(compress, context, text) * len(text) / len(text.encode())
+
+
 CASES = {
     "check_sample_from_logits": (sample_from_logits, [sampler_unnormalised, sampler_naive_softmax, sampler_flat_cumsum,
                                                       sampler_greedy, sampler_float_index, sampler_off_by_one]),
     "check_cross_entropy": (cross_entropy, [ce_sum, ce_naive, ce_no_sign, ce_no_normaliser]),
     "check_perplexity": (perplexity, [ppl_sum, ppl_sign, ppl_base2, ppl_product, ppl_neg_mean]),
+    "check_bits_per_char_given": (bits_per_char_given, [bpc_bytes, bpc_no_context, bpc_no_subtraction,
+                                                        bpc_all_chars, bpc_per_byte]),
 }
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_reference_passes(name, capsys):
     check = getattr(exercises, name)
-    assert check is getattr(lmcore.exercises, name)
     assert check(CASES[name][0]) is True
     assert capsys.readouterr().out.startswith("PASS ")
 
@@ -140,7 +166,18 @@ def test_quiet_prints_nothing(capsys):
     ("check_cross_entropy", ce_naive, "overflow"),
     ("check_perplexity", ppl_product, "underflows"),
     ("check_perplexity", ppl_sum, "per-token"),
+    ("check_bits_per_char_given", bpc_bytes, "8 bits"),
+    ("check_bits_per_char_given", bpc_no_context, "on its own"),
+    ("check_bits_per_char_given", bpc_no_subtraction, "context alone"),
+    ("check_bits_per_char_given", bpc_all_chars, "text only"),
+    ("check_bits_per_char_given", bpc_per_byte, "per character"),
 ])
 def test_specific_hints(name, wrong, hint, capsys):
     getattr(exercises, name)(wrong)
     assert hint in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", exercises.__all__)
+def test_every_check_is_reexported_by_the_package(name):
+    assert getattr(lmcore.exercises, name, None) is getattr(exercises, name), (
+        f"lmcore.exercises does not re-export {name}: add it to lmcore/exercises/__init__.py")

@@ -7,7 +7,7 @@ Chapter-specific checks live in ``lmcore/exercises/chNN.py`` and are re-exported
 from __future__ import annotations
 
 from ._check import CheckFailed, run_check
-from .ch01 import check_cross_entropy, check_perplexity, check_sample_from_logits
+from .ch01 import check_bits_per_char_given, check_cross_entropy, check_perplexity, check_sample_from_logits
 from .ch02 import check_best_lambda, check_bigram_probs, check_jelinek_mercer
 from .ch03 import check_apply_merges, check_merge, check_train_bpe
 from .ch04 import check_context_windows, check_mlp_logits
@@ -21,7 +21,7 @@ from .ch11 import check_bradley_terry_loss, check_exact_posterior
 
 __all__ = [
     "CheckFailed", "run_check",
-    "check_sample_from_logits", "check_cross_entropy", "check_perplexity",
+    "check_sample_from_logits", "check_cross_entropy", "check_perplexity", "check_bits_per_char_given",
     "check_bigram_probs", "check_jelinek_mercer", "check_best_lambda",
     "check_merge", "check_apply_merges", "check_train_bpe",
     "check_context_windows", "check_mlp_logits",

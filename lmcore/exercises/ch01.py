@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_sample_from_logits", "check_cross_entropy", "check_perplexity"]
+__all__ = ["check_sample_from_logits", "check_cross_entropy", "check_perplexity", "check_bits_per_char_given"]
 
 
 def _as_float(value, what: str) -> float:
@@ -139,3 +139,56 @@ def check_perplexity(perplexity: Callable[[torch.Tensor], float], quiet: bool = 
                               "product of the probabilities underflows; stay in log space")
 
     return run_check("perplexity", body, quiet)
+
+
+# --- exercise 7: what a compressor learns from data -----------------------------------------------
+
+def _size(compress: Callable[[bytes], bytes], text: str) -> int:
+    """Bytes of ``text`` after UTF-8 encoding and compression."""
+    return len(compress(text.encode("utf-8")))
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+def check_bits_per_char_given(bits_per_char_given: Callable[[Callable[[bytes], bytes], str, str], float],
+                              quiet: bool = False) -> bool:
+    """Check ``bits_per_char_given(compress, context, text)``: the extra bits per character of ``text``
+    that ``compress`` (bytes → bytes) needs once it has read ``context``,
+    ``8 * (len(compress(context + text)) - len(compress(context))) / len(text)``, both UTF-8 encoded."""
+    import bz2
+    import zlib
+
+    from ..data import ToyLanguage
+
+    def body() -> None:
+        stories = ToyLanguage().sample(400, seed=7)
+        context, text = "".join(stories[:300]), "".join(stories[300:])
+        accented = "la café naïve " * 40  # 2 bytes for each of é and ï: characters are not bytes
+        cases = [("zlib, toy-language text after 300 stories", lambda b: zlib.compress(b, 9), context, text),
+                 ("bz2, toy-language text after 300 stories", lambda b: bz2.compress(b, 9), context, text),
+                 ("zlib, accented text after toy stories", lambda b: zlib.compress(b, 9), context, accented)]
+        for case, compress, ctx, txt in cases:
+            got = _as_float(bits_per_char_given(compress, ctx, txt), "bits_per_char_given(...)")
+            want = 8 * (_size(compress, ctx + txt) - _size(compress, ctx)) / len(txt)
+            if _close(got, want):
+                continue
+            if _close(got, want / 8):
+                raise CheckFailed(f"{case}: you returned {got:.4f}; len() of compressed data counts bytes, "
+                                  "and a byte is 8 bits")
+            if _close(got, 8 * _size(compress, txt) / len(txt)):
+                raise CheckFailed(f"{case}: you returned {got:.4f}, the cost of the text compressed on its "
+                                  "own; compress the context and the text together and subtract the context's cost")
+            if _close(got, 8 * _size(compress, ctx + txt) / len(txt)):
+                raise CheckFailed(f"{case}: you returned {got:.4f}; subtract the compressed size of the "
+                                  "context alone, which the compressor would have paid anyway")
+            if _close(got, want * len(txt) / len(ctx + txt)):
+                raise CheckFailed(f"{case}: you returned {got:.4f}; divide by the characters of the text "
+                                  "only, not of context and text")
+            if _close(got, want * len(txt) / len(txt.encode("utf-8"))):
+                raise CheckFailed(f"{case}: you returned {got:.4f}; the rate is per character, len(text), "
+                                  "not per byte of its UTF-8 encoding")
+            raise CheckFailed(f"{case}: you returned {got:.4f}, which is not the extra compressed size of "
+                              "the text, in bits, per character of the text")
+
+    return run_check("bits_per_char_given", body, quiet)
