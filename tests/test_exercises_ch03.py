@@ -41,6 +41,18 @@ def train_bpe(text, num_merges):
     return merges
 
 
+def same_cut_fraction(tokenizer, text):
+    same = total = 0
+    for line in text.splitlines():
+        left, _, _ = line.partition("=")
+        a, _, b = left.partition("+")
+        if a.isdigit() and b.isdigit() and len(a) == len(b):
+            total += 1
+            lengths = [[len(tokenizer.token_bytes(i)) for i in tokenizer.encode(x)] for x in (a, b)]
+            same += lengths[0] == lengths[1]
+    return same / total
+
+
 # --- plausible wrong answers ----------------------------------------------------------------------
 
 def merge_overlapping(ids, pair, new_id):  # replaces at every position, so "aaa" -> two merges
@@ -95,10 +107,29 @@ def train_bpe_fixed_ids(text, num_merges):  # forgets that merge r creates the i
     return merges
 
 
+def same_cut_all_equations(tokenizer, text):  # forgets to keep only addends of the same length
+    lines = [line.partition("=")[0].partition("+") for line in text.splitlines()]
+    cuts = [[[len(tokenizer.token_bytes(i)) for i in tokenizer.encode(x)] for x in (a, b)] for a, _, b in lines]
+    return sum(ca == cb for ca, cb in cuts) / len(cuts)
+
+
+def same_number_of_tokens(tokenizer, text):  # compares how many tokens, not where the cuts fall
+    lines = [line.partition("=")[0].partition("+") for line in text.splitlines()]
+    pairs = [(a, b) for a, _, b in lines if len(a) == len(b)]
+    return sum(len(tokenizer.encode(a)) == len(tokenizer.encode(b)) for a, b in pairs) / len(pairs)
+
+
+def same_cut_as_percent(tokenizer, text):  # a percentage, not a fraction
+    return 100 * same_cut_fraction(tokenizer, text)
+
+
 CASES = [
     (exercises.check_merge, merge, [merge_overlapping, merge_first_only]),
     (exercises.check_apply_merges, apply_merges, [apply_longest_match]),
     (exercises.check_train_bpe, train_bpe, [train_bpe_max_tie, train_bpe_fixed_ids]),
+    (exercises.check_same_cut_fraction, same_cut_fraction,
+     [(same_cut_all_equations, "same number of digits"), (same_number_of_tokens, "not only how many tokens"),
+      (same_cut_as_percent, "off")]),
 ]
 
 

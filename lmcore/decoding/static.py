@@ -45,7 +45,7 @@ class StaticKVCache:
     def __init__(self, model: GPT, batch_size: int, dtype: torch.dtype | None = None):
         """Buffers for ``model`` and ``batch_size`` rows, in ``dtype`` (default: the dtype the keys are
         computed in, the autocast dtype inside ``torch.autocast``, as ``GPT.make_cache``)."""
-        cfg, weight = model.config, model.transformer.wte.weight   # a LoRA-wrapped head has no .weight
+        cfg, weight = model.config, next(model.parameters())   # the model's device and dtype
         device, dtype = weight.device, activation_dtype(weight.device, weight.dtype) if dtype is None else dtype
         self.max_len = cfg.context_length
         shape = (batch_size, cfg.kv_heads, self.max_len, cfg.head_dim)

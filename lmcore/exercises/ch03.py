@@ -6,12 +6,18 @@ with it directly.
 """
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable
+from functools import partial
+from numbers import Real
 
-from ..tokenizers import BPETokenizer, merge_pair
+import regex
+
+from ..tokenizers import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, merge_pair
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_merge", "check_apply_merges", "check_train_bpe"]
+__all__ = ["check_merge", "check_apply_merges", "check_train_bpe", "check_same_cut_fraction"]
 
 _TEXTS = ["the car the cat the rat", "aaaa abab aaa", "banana bandana", "héllo wörld 🙂🙂 héllo"]
 
@@ -80,3 +86,55 @@ def check_train_bpe(train_bpe: Callable[[str, int], list[tuple[int, int]]], quie
                                   "smallest pair (a, b), and merge r should create the id 256 + r")
 
     return run_check("train_bpe", body, quiet)
+
+
+# --- exercise 5: are two numbers of the same length cut the same way? ----------------------------------
+
+def _cuts(tok: BPETokenizer, number: str) -> tuple[int, ...]:
+    return tuple(len(tok.token_bytes(i)) for i in tok.encode(number))
+
+
+def _n_tokens(tok: BPETokenizer, number: str) -> int:
+    return len(tok.encode(number))
+
+
+def _fraction(pairs: list[tuple[str, str]], key: Callable[[str], object]) -> float:
+    """The fraction of the pairs ``(a, b)`` with ``key(a) == key(b)``."""
+    return sum(key(a) == key(b) for a, b in pairs) / len(pairs) if pairs else math.nan
+
+
+def check_same_cut_fraction(same_cut_fraction: Callable[[BPETokenizer, str], float], quiet: bool = False) -> bool:
+    """Check ``same_cut_fraction(tokenizer, text)``: among the equations ``a+b=`` of ``text`` whose
+    addends have the same number of digits, the fraction whose addends are cut into tokens of the
+    same lengths."""
+    def body() -> None:
+        rng = random.Random(5)
+        # first addends of 1 to 4 digits and second ones of 3 or 4, so that "the same number of digits"
+        # filters some equations out
+        def equations(n: int) -> str:
+            pairs = ((rng.randrange(10 ** rng.randint(1, 4)), rng.randrange(10 ** rng.randint(3, 4))) for _ in range(n))
+            return "".join(f"{a}+{b}={a + b}\n" for a, b in pairs)
+        train, val = equations(3000), equations(400)
+        one_digit = GPT2_PATTERN.replace(r" ?\p{N}+", r"\p{N}")
+        pairs = regex.findall(r"(\d+)\+(\d+)=", val)
+        equal_length = [(a, b) for a, b in pairs if len(a) == len(b)]
+        for pattern, size in [(GPT2_PATTERN, 300), (GPT2_PATTERN, 600), (GPT4_PATTERN, 400), (one_digit, 300)]:
+            tok = BPETokenizer(pattern=pattern).train(train, size)
+            cuts, n_tokens = partial(_cuts, tok), partial(_n_tokens, tok)
+            want = _fraction(equal_length, cuts)
+            got = same_cut_fraction(tok, val)
+            if isinstance(got, bool) or not isinstance(got, Real):
+                raise CheckFailed(f"return the fraction as a float, got {type(got).__name__}")
+            if math.isclose(got, want, abs_tol=1e-12):
+                continue
+            if math.isclose(got, _fraction(pairs, cuts), abs_tol=1e-12):
+                hint = "count only the equations whose two addends have the same number of digits"
+            elif math.isclose(got, _fraction(equal_length, n_tokens), abs_tol=1e-12):
+                hint = ("compare the lengths of the tokens each addend is cut into, not only how many tokens "
+                        "there are ('12|34' and '1|234' both have two)")
+            else:
+                hint = ("find the equations with a regular expression such as (\\d+)\\+(\\d+)=, keep those whose "
+                        "addends have the same number of digits, and compare the token lengths of the two addends")
+            raise CheckFailed(f"with a {size}-token BPE your fraction is {got:.4f}, which is off. Hint: {hint}")
+
+    return run_check("same_cut_fraction", body, quiet)

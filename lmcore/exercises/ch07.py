@@ -37,7 +37,7 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], quiet: bool = False
     cases = [  # (description, n_layer, n_kv_head, head_dim, seq_len, dtype, batch_size, window)
         ("GPT-2 small, 1,024 tokens, fp32", 12, 12, 64, 1024, torch.float32, 1, None),
         ("Llama-2 7B, 4,096 tokens, bf16", 32, 32, 128, 4096, torch.bfloat16, 1, None),
-        ("8 key/value heads (grouped-query), 8,192 tokens, int8", 32, 8, 128, 8192, torch.int8, 1, None),
+        ("8 key/value heads (grouped-query), 8,192 tokens, fp8", 32, 8, 128, 8192, torch.float8_e4m3fn, 1, None),
         ("a batch of 4 sequences of 100 tokens, fp32", 2, 3, 16, 100, torch.float32, 4, None),
         ("a 4,096-token sliding window over 32,768 tokens, bf16", 32, 8, 128, 32768, torch.bfloat16, 1, 4096),
         ("a 4,096-token sliding window over only 1,000 tokens, bf16", 32, 8, 128, 1000, torch.bfloat16, 1, 4096),
