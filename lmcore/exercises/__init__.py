@@ -10,7 +10,7 @@ from ._check import CheckFailed, run_check
 from .ch01 import check_bits_per_char_given, check_cross_entropy, check_perplexity, check_sample_from_logits
 from .ch02 import check_best_lambda, check_bigram_probs, check_jelinek_mercer
 from .ch03 import check_apply_merges, check_merge, check_same_cut_fraction, check_train_bpe
-from .ch04 import check_context_windows, check_mlp_logits
+from .ch04 import check_context_sweep, check_context_windows, check_mlp_logits
 from .ch05 import check_causal_attention, check_layer_norm
 from .ch06 import check_alibi_bias, check_apply_rope, check_sinusoidal_table
 from .ch07 import check_cached_attention_step, check_kv_cache_bytes
@@ -24,7 +24,7 @@ __all__ = [
     "check_sample_from_logits", "check_cross_entropy", "check_perplexity", "check_bits_per_char_given",
     "check_bigram_probs", "check_jelinek_mercer", "check_best_lambda",
     "check_merge", "check_apply_merges", "check_train_bpe", "check_same_cut_fraction",
-    "check_context_windows", "check_mlp_logits",
+    "check_context_windows", "check_mlp_logits", "check_context_sweep",
     "check_causal_attention", "check_layer_norm",
     "check_sinusoidal_table", "check_apply_rope", "check_alibi_bias",
     "check_kv_cache_bytes", "check_cached_attention_step",

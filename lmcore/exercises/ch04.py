@@ -1,18 +1,26 @@
 """Checks for the exercises of chapter 4, "From counts to neural language models".
 
 Each ``check_<name>(fn)`` runs the student's ``fn`` on fixed and random cases, compares it with an
-independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint.
+independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint.  The experiment's
+check, ``check_context_sweep(sweep)``, takes the measured numbers instead (training is the student's
+run) and tests them against bounds computed here from the toy corpus.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from functools import lru_cache
 
+import numpy as np
 import torch
 
+from ..data import ToyLanguage, toy_corpus
+from ..models import NGramConfig, NGramLM
+from ..tokenizers import CharTokenizer
 from ._check import CheckFailed, run_check
 from ._check import expect_tensor as _tensor
 
-__all__ = ["check_context_windows", "check_mlp_logits"]
+__all__ = ["check_context_windows", "check_mlp_logits", "check_context_sweep", "SWEEP_KS"]
 
 
 # --- exercise 1: the context window of every position ---------------------------------------------
@@ -86,3 +94,80 @@ def check_mlp_logits(mlp_logits: Callable[..., torch.Tensor], quiet: bool = Fals
                           "window laid side by side, oldest first, giving a vector of k·e numbers")
 
     return run_check("mlp_logits", body, quiet)
+
+
+# --- exercise 4: how much context does the MLP use? (an experiment) --------------------------------
+
+#: the context lengths the experiment asks for
+SWEEP_KS = (1, 2, 4, 8)
+# How far above the Kneser–Ney (k+1)-gram a 400-step MLP may land. Measured: 0.013–0.043 nats/char
+# over seeds 0–1 and two kernel settings; reporting bits instead of nats adds at least 0.1 at every k.
+_SWEEP_SLACK = 0.1
+
+
+def _val_pairs_entropy(ids: np.ndarray, k: int, pad_id: int) -> float:
+    """Empirical conditional entropy (nats) of each next id given its k predecessors, over the pairs
+    an MLP's ``cross_entropy`` scores (left-padded with ``pad_id``): no model that sees only those k
+    ids can score these pairs lower, since the pairs' own conditional frequencies minimise it."""
+    padded = np.concatenate([np.full(k - 1, pad_id), ids])
+    base = pad_id + 1
+    keys = np.zeros(len(ids) - 1, dtype=np.int64)
+    for j in range(k):                                     # context of target ids[t+1]: ids[t-k+1 … t]
+        keys = keys * base + padded[j:j + len(ids) - 1]
+    _, ctx_index, ctx_count = np.unique(keys, return_inverse=True, return_counts=True)
+    _, pair_count = np.unique(ctx_index.astype(np.int64) * base + ids[1:], return_counts=True)
+    n = len(ids) - 1
+    # H(Y | C) = H(C, Y) - H(C) over the empirical joint of the pairs
+    return float(-(pair_count * np.log(pair_count / n)).sum() / n + (ctx_count * np.log(ctx_count / n)).sum() / n)
+
+
+@lru_cache(maxsize=1)
+def _sweep_references() -> dict[int, tuple[float, float]]:
+    """{k: (exact lower bound on the validation text, Kneser–Ney (k+1)-gram cross-entropy)}."""
+    tok = CharTokenizer().train(ToyLanguage().alphabet)           # the chapter's tokenizer
+    train, val = (np.array(tok.encode(toy_corpus(split))) for split in ("train", "val"))
+    return {k: (_val_pairs_entropy(val, k, tok.vocab_size),
+                NGramLM(NGramConfig(k + 1, tok.vocab_size)).fit(train).cross_entropy(val)) for k in SWEEP_KS}
+
+
+def check_context_sweep(sweep: Mapping[int, float], quiet: bool = False) -> bool:
+    """Check the measured ``sweep``: ``{k: validation cross-entropy}`` (nats/char, ``model.cross_entropy(val_ids)``)
+    of a fresh MLP with a k-character context trained like the chapter's ``mlp`` (400 steps), for every
+    k in :data:`SWEEP_KS`.
+
+    Each value must be at least the validation text's own conditional entropy given k characters (an
+    exact bound for any k-character model), at most ``_SWEEP_SLACK`` above the Kneser–Ney (k+1)-gram,
+    and fall as k grows."""
+    def body() -> None:
+        if callable(sweep) or not isinstance(sweep, Mapping):
+            raise CheckFailed(f"pass the dict of your results {{k: cross-entropy}}, got {type(sweep).__name__}")
+        if not sweep:
+            raise CheckFailed("sweep is empty: no results yet. Train one MLP per context length and fill it in")
+        missing = [k for k in SWEEP_KS if k not in sweep]
+        if missing:
+            raise CheckFailed(f"sweep has no result for k = {', '.join(map(str, missing))}; "
+                              f"the keys are the context lengths {SWEEP_KS}")
+        values = {}
+        for k in SWEEP_KS:
+            v = sweep[k]
+            v = v.item() if hasattr(v, "item") else v
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise CheckFailed(f"sweep[{k}] should be a finite number (nats per character), got {v!r}")
+            values[k] = float(v)
+        refs = _sweep_references()
+        for k in SWEEP_KS:
+            bound, counting = refs[k]
+            if values[k] < bound - 1e-9:
+                raise CheckFailed(f"sweep[{k}] is lower than any model that sees only {k} character(s) can "
+                                  "score on the validation text: did the model get context_length=k (not "
+                                  "k + 1), and did you score it with model.cross_entropy(val_ids)?")
+            if values[k] > counting + _SWEEP_SLACK:
+                raise CheckFailed(f"sweep[{k}] is far above the counting model with the same context: report "
+                                  "nats per character (not bits), score the whole validation text with "
+                                  "model.cross_entropy(val_ids), and train each model with the chapter's config")
+        for a, b in zip(SWEEP_KS, SWEEP_KS[1:]):
+            if values[b] >= values[a]:
+                raise CheckFailed(f"sweep[{b}] is not below sweep[{a}]: with the same training, more context "
+                                  "helps here. Build a fresh model for every k and train each the same way")
+
+    return run_check("context_sweep", body, quiet)
