@@ -153,3 +153,26 @@ def test_chapter_links_to_colab(nb):
     title = "".join(next(c for c in cells if c["cell_type"] == "markdown")["source"])
     repo = repository_url().removeprefix("https://github.com/")
     assert f"https://colab.research.google.com/github/{repo}/blob/main/chapters/{nb.name}" in title
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_exercise_code_never_redefines_a_function_of_the_chapter(nb):
+    """A student who solves an exercise and then re-runs earlier cells must not find them broken: no
+    code cell from the first exercise on (stubs and solutions) may define a function that a cell
+    before the exercises defines (ex-05-2 once redefined the chapter's layer_norm with a required eps)."""
+    import ast
+
+    cells = json.loads(nb.read_text())["cells"]
+    first = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                  and "{exercise}" in "".join(c["source"])), len(cells))
+
+    def defs(cell):
+        if cell["cell_type"] != "code":
+            return set()
+        lines = "".join(cell["source"]).split("\n")
+        tree = ast.parse("\n".join(line for line in lines if not line.lstrip().startswith(("%", "!"))))
+        return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+    chapter = set().union(*(defs(c) for c in cells[:first]))
+    clashes = {i: sorted(defs(c) & chapter) for i, c in enumerate(cells[first:], first) if defs(c) & chapter}
+    assert not clashes, f"exercise cells redefine the chapter's own functions (cell: names): {clashes}"
