@@ -29,7 +29,7 @@ def pair(seed=0, **overrides):
 @pytest.mark.parametrize("field,value", [
     ("vocab_size", 0), ("context_length", -1), ("n_layer", 1.5), ("n_head", 3), ("n_kv_head", 3),
     ("n_kv_head", 0), ("dropout", 1.0), ("pos_encoding", "absolute"), ("norm", "sandwich"),
-    ("attn_impl", "flash"), ("activation", "relu"), ("rope_scaling", "yarn"), ("layer_norm_eps", 0.0),
+    ("attn_impl", "flash"), ("activation", "relu"), ("rope_scaling", "cubic"), ("layer_norm_eps", 0.0),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):

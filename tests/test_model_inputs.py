@@ -162,7 +162,7 @@ def test_valid_cache_use_is_unchanged(model):
     (lambda: sinusoidal_table(4, 0), "n_embd"),
     (lambda: sinusoidal_table(4, 8, base=math.inf), "base"),
     (lambda: rope_inv_freq(8, base=math.nan), "base"),
-    (lambda: rope_inv_freq(8, scaling="yarn"), "scaling"),
+    (lambda: rope_inv_freq(8, scaling="cubic"), "scaling"),
     (lambda: rope_inv_freq(8, scaling="ntk", factor=0.0), "factor"),
     (lambda: rope_inv_freq(2, scaling="ntk", factor=2.0), "head_dim >= 4"),
     (lambda: rope_cos_sin([0, 1], rope_inv_freq(8)), "positions"),

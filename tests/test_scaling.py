@@ -283,3 +283,15 @@ def test_pareto_frontier_keeps_points_no_cheaper_point_beats():
     pts = [P(1, 1, 8, 10, 20, t, 1, f, f, loss, 0.0) for t, f, loss in
            [(1, 100, 3.0), (2, 200, 2.5), (3, 300, 2.7), (4, 400, 2.0), (5, 150, 2.8)]]
     assert [p.flops for p in pareto_frontier(pts)] == [100, 150, 200, 400]
+
+
+def test_sweep_cache_keys_ignore_fields_left_at_their_defaults():
+    """A field added to GPTConfig later (window, pad_vocab_to, ...) with its default must not change
+    the cache key of every sweep point already measured; a field that is set does."""
+    from lmcore.models import GPTConfig
+    from lmcore.scaling.sweep import _non_default_fields
+    base = dict(vocab_size=40, context_length=32, n_layer=2, n_head=2, n_embd=32)
+    key = _non_default_fields(GPTConfig(**base))
+    assert key == base
+    assert _non_default_fields(GPTConfig(**base, window=None, pad_vocab_to=1)) == key
+    assert _non_default_fields(GPTConfig(**base, window=8)) == {**base, "window": 8}

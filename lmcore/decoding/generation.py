@@ -161,6 +161,9 @@ def _cached_steps(model: GPT, compiled: torch.nn.Module | None, batch_size: int
         def forward(ids: torch.Tensor, cache: Any) -> torch.Tensor:
             return model(ids, kv_cache=cache, last_only=True)[0]
         return model.make_cache(batch_size), forward, forward
+    if model.config.rope_scaling == "dynamic":
+        raise ValueError("rope_scaling='dynamic' changes RoPE's base with the sequence length, which a "
+                         "compiled decode step cannot follow; generate with the model itself (not compiled)")
     step = compile_decode_step(compiled)
 
     def decode(ids: torch.Tensor, cache: Any) -> torch.Tensor:

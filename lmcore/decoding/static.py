@@ -14,7 +14,9 @@ Here every shape is fixed for a whole generation:
   is read or written per token);
 - ``static_forward(model, idx, cache)`` runs the model's own blocks on the new tokens, writes their
   keys and values at ``pos, pos + 1, ...`` and lets attention read the whole buffer with a mask that
-  hides the positions not written yet (``key position <= query position``).
+  hides the positions not written yet (``key position <= query position``) and, with a sliding
+  ``window``, the keys that fell out of it (the buffers keep all ``context_length`` positions: the
+  rolling buffer of ``KVCache`` would need position-dependent slots, which this fixed graph avoids).
 
 The decode step ``decode_step`` (one token per row) therefore has the same input shapes at every
 token and compiles once; the prefill runs ``static_forward`` eagerly (its length changes with the
@@ -29,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from ..models import GPT
-from ..models.attention import AttentionInputs, activation_dtype
+from ..models.attention import AttentionInputs, activation_dtype, band_mask
 
 __all__ = ["StaticKVCache", "static_forward", "decode_step", "compile_decode_step"]
 
@@ -84,13 +86,10 @@ def static_forward(model: GPT, idx: torch.Tensor, cache: StaticKVCache) -> torch
     cfg, T = model.config, idx.shape[1]
     positions = cache.pos + torch.arange(T, device=idx.device)             # (T,) absolute positions
     x, rope = model.embed_tokens(idx, positions)
+    # the whole buffer, with the positions not written yet (and, with a window, too old) hidden
     key_pos = torch.arange(cache.max_len, device=idx.device)
-    visible = key_pos[None, :] <= positions[:, None]                       # (T, max_len); True = may attend
-    mask: torch.Tensor = visible
-    if cfg.pos_encoding == "alibi":                                       # ALiBi's bias, future keys at -inf
-        distance = (positions[:, None] - key_pos[None, :]).to(model.alibi_slopes.dtype)
-        bias = (-model.alibi_slopes[:, None, None] * distance).to(x.dtype)
-        mask = bias.masked_fill(~visible, float("-inf"))
+    slopes = model.alibi_slopes if cfg.pos_encoding == "alibi" else None
+    mask = band_mask(positions, key_pos, cfg.window, slopes, x.dtype)
     inputs = AttentionInputs(rope, mask, False, cache)  # type: ignore[arg-type]  # duck-typed cache
     x = model.transformer.drop(x)
     for block in model.transformer.h:

@@ -26,7 +26,7 @@ from .positional import apply_rope
 if TYPE_CHECKING:
     from .gpt import GPTConfig
 
-__all__ = ["AttentionInputs", "CausalSelfAttention", "activation_dtype"]
+__all__ = ["AttentionInputs", "CausalSelfAttention", "activation_dtype", "band_mask"]
 
 
 def activation_dtype(device: torch.device, weight_dtype: torch.dtype) -> torch.dtype:
@@ -110,3 +110,20 @@ class CausalSelfAttention(nn.Module):
         weights = F.softmax(scores, dim=-1)
         y = F.dropout(weights, p=dropout_p) @ v
         return y, weights
+
+
+def band_mask(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | None = None,
+              alibi_slopes: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Which keys each query may attend to: key position ``j`` from query position ``i`` when
+    ``j <= i`` and, with a sliding ``window``, ``i - window < j``.  ``query_pos`` (T,) and ``key_pos``
+    (K,) are absolute positions, keys in the order attention reads them.  Returns a bool (T, K) mask
+    (True = visible), or with ALiBi's ``alibi_slopes`` (H,) its additive bias (H, T, K) in ``dtype``
+    with ``-inf`` at the hidden keys.  An explicit mask rules out SDPA's flash kernel."""
+    distance = query_pos[:, None] - key_pos[None, :]                 # (T, K): how far back each key is
+    visible = distance >= 0
+    if window is not None:
+        visible &= distance < window
+    if alibi_slopes is None:
+        return visible
+    bias = (-alibi_slopes[:, None, None] * distance.to(alibi_slopes.dtype)).to(dtype)
+    return bias.masked_fill(~visible, float("-inf"))

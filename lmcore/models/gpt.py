@@ -31,7 +31,7 @@ from .._checks import (
     check_int,
     check_targets,
 )
-from .attention import AttentionInputs, activation_dtype
+from .attention import AttentionInputs, activation_dtype, band_mask
 from .block import MLP, Block
 from .kv_cache import KVCache
 from .positional import ROPE_SCALINGS, alibi_bias, alibi_slopes, rope_cos_sin, rope_inv_freq, sinusoidal_table
@@ -51,8 +51,10 @@ class GPTConfig:
     ``n_kv_head``: key/value heads for grouped-query attention (``None`` = ``n_head``, ordinary
     multi-head attention; ``1`` = multi-query). ``activation``: ``"gelu"`` is the exact erf GELU,
     ``"gelu_new"`` GPT-2's tanh approximation. ``rope_scaling``: ``None``, ``"linear"`` (position
-    interpolation: positions divided by ``rope_scaling_factor``) or ``"ntk"`` (NTK-aware: RoPE base
-    enlarged), used to read contexts longer than the training length. RoPE settings that would do
+    interpolation: positions divided by ``rope_scaling_factor``), ``"ntk"`` (NTK-aware: RoPE base
+    enlarged), ``"yarn"`` (YaRN: a per-frequency blend of the two, plus an attention temperature) or
+    ``"dynamic"`` (dynamic NTK: the base grows with the current length), used to read contexts longer
+    than the training length, which is ``context_length / rope_scaling_factor``. RoPE settings that would do
     nothing (``rope_base`` or ``rope_scaling`` without RoPE, a factor without a scaling) are refused.
 
     ``pos_encoding="sinusoidal"`` adds the paper's raw table, whose rows have norm ``sqrt(n_embd / 2)``,
@@ -68,6 +70,11 @@ class GPTConfig:
     at zero and are never read: ``forward`` slices the logits back to ``vocab_size`` columns and ids
     ``>= vocab_size`` are refused as before, so loss, samplers and checkpoints of the real vocabulary
     see no difference. The default 1 pads nothing.
+
+    ``window``: sliding-window attention (Mistral, Gemma's local layers): the query at position ``i``
+    attends to keys ``i - window < j <= i`` only, so after ``n_layer`` layers position ``i`` has read
+    at most positions ``i - n_layer·(window - 1) .. i``, and ``make_cache`` keeps ``window`` positions
+    (a rolling buffer) instead of ``context_length``. ``None`` (the default) attends to every position.
     """
     vocab_size: int                    # number of token ids the model reads and predicts
     context_length: int                # most positions the model attends to (learned/sinusoidal rows)
@@ -84,9 +91,11 @@ class GPTConfig:
     activation: str = "gelu"           # "gelu" (exact erf) or "gelu_new" (GPT-2's tanh approximation)
     layer_norm_eps: float = 1e-5
     rope_base: float = 10000.0         # RoPE's base: frequencies base^(-2i/head_dim)
-    rope_scaling: str | None = None    # None, "linear" (position interpolation) or "ntk"
+    rope_scaling: str | None = None    # None, "linear" (position interpolation), "ntk", "yarn" or "dynamic"
     rope_scaling_factor: float = 1.0   # how many times the training length the scaling stretches to
     pad_vocab_to: int = 1              # round wte/lm_head rows up to a multiple of this (64: 50257 -> 50304)
+    window: int | None = None          # attend to at most this many most recent positions
+    #                                    (sliding-window attention); None = all
 
     def __post_init__(self) -> None:
         # Integers are stored as Python ints (a numpy int64 would not survive to_dict -> json).
@@ -95,6 +104,7 @@ class GPTConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         self.n_kv_head = check_int("n_kv_head", self.n_kv_head, low=1, optional=True)
+        self.window = check_int("window", self.window, low=1, optional=True)
         if self.n_kv_head is not None and self.n_head % self.n_kv_head:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         check_float("dropout", self.dropout, low=0, high=1, high_open=True)
@@ -119,13 +129,18 @@ class GPTConfig:
         if self.rope_scaling is None and self.rope_scaling_factor != 1:
             raise ValueError(f"rope_scaling_factor={self.rope_scaling_factor!r} has no effect without "
                              "rope_scaling: set rope_scaling='linear' or 'ntk', or leave the factor at 1")
-        if self.rope_scaling == "ntk" and self.head_dim < 4:
-            raise ValueError(f"rope_scaling='ntk' needs head_dim >= 4 (it enlarges the base by "
+        if self.rope_scaling in ("ntk", "dynamic") and self.head_dim < 4:
+            raise ValueError(f"rope_scaling={self.rope_scaling!r} needs head_dim >= 4 (it enlarges the base by "
                              f"factor^(head_dim/(head_dim-2))), got n_embd/n_head = {self.head_dim}")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def rope_original_length(self) -> int:
+        """The training length a RoPE scaling stretches from: ``context_length / rope_scaling_factor``."""
+        return max(1, round(self.context_length / self.rope_scaling_factor))
 
     @property
     def padded_vocab_size(self) -> int:
@@ -219,7 +234,8 @@ class GPT(nn.Module):
     def _rope_table(self, device: torch.device) -> torch.Tensor:
         """RoPE's frequencies on ``device`` in ``positional.table_dtype(device)`` (float64 on the CPU)."""
         cfg = self.config
-        return rope_inv_freq(cfg.head_dim, cfg.rope_base, cfg.rope_scaling, cfg.rope_scaling_factor, device)
+        extra = {"original_length": cfg.rope_original_length} if cfg.rope_scaling == "yarn" else {}
+        return rope_inv_freq(cfg.head_dim, cfg.rope_base, cfg.rope_scaling, cfg.rope_scaling_factor, device, **extra)
 
     @property
     def _embedding(self) -> torch.Tensor:
@@ -266,11 +282,12 @@ class GPT(nn.Module):
             raise ValueError(f"idx has {T} tokens (+{offset} cached) but context_length is "
                              f"{self.config.context_length}; crop the input to the last context_length tokens")
 
-    def embed_tokens(self, idx: torch.Tensor, positions: torch.Tensor
+    def embed_tokens(self, idx: torch.Tensor, positions: torch.Tensor, seq_len: int | None = None
                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Token (+ learned or sinusoidal position) embeddings (B, T, n_embd) of ``idx`` (B, T) at the
         absolute ``positions`` (T,), and RoPE's ``(cos, sin)`` tables for them (None without RoPE).
-        No checks and no dropout: the shared first step of ``forward`` and of a compiled decode step."""
+        ``seq_len`` (the sequence's length so far) is read by dynamic NTK only. No checks and no
+        dropout: the shared first step of ``forward`` and of a compiled decode step."""
         x = self.transformer.wte(idx)
         cfg = self.config
         if cfg.pos_encoding == "learned":
@@ -279,8 +296,11 @@ class GPT(nn.Module):
             x = x + self.pos_table[positions]
         rope = None
         if cfg.pos_encoding == "rope":   # computed at full precision, rounded once to the queries' dtype
+            # dynamic NTK's base depends on how long the sequence is now (seq_len: a Python int, no sync)
+            extra = ({"original_length": cfg.rope_original_length, "seq_len": seq_len}
+                     if cfg.rope_scaling == "dynamic" else {})
             rope = rope_cos_sin(positions, self.rope_inv_freq, cfg.rope_scaling, cfg.rope_scaling_factor,
-                                dtype=activation_dtype(x.device, x.dtype))
+                                dtype=activation_dtype(x.device, x.dtype), **extra)
         return x, rope
 
     def _embed(self, idx: torch.Tensor, kv_cache: KVCache | None) -> tuple[torch.Tensor, AttentionInputs]:
@@ -289,14 +309,16 @@ class GPT(nn.Module):
         offset = kv_cache.length if kv_cache is not None else 0
         T, L = idx.shape[1], offset + idx.shape[1]
         positions = torch.arange(offset, L, device=idx.device)     # absolute positions of the new tokens
-        x, rope = self.embed_tokens(idx, positions)
+        x, rope = self.embed_tokens(idx, positions, seq_len=L)
         cfg = self.config
         # Query i (position offset+i) may attend to keys 0..offset+i. Only the plain causal case
         # (is_causal, no mask) and single-token decoding (no mask) can use the flash kernel on a GPU;
         # ALiBi's bias and the mask of several new tokens after a cached prefix (chunked prefill)
         # are explicit masks, which SDPA hands to its memory-efficient or math kernel instead.
         mask, is_causal = None, False
-        if cfg.pos_encoding == "alibi":
+        if cfg.window is not None and L > cfg.window:   # the window bites: a band over the keys' positions
+            mask = self._window_mask(positions, kv_cache, x.dtype)
+        elif cfg.pos_encoding == "alibi":
             mask = alibi_bias(self.alibi_slopes, T, L, offset).to(x.dtype)
             future = torch.ones(T, L, dtype=torch.bool, device=idx.device).triu(offset + 1)
             mask = mask.masked_fill(future, float("-inf"))
@@ -305,6 +327,16 @@ class GPT(nn.Module):
         elif T > 1:   # several new tokens after a cached prefix (T == 1 sees every cached key)
             mask = torch.ones(T, L, dtype=torch.bool, device=idx.device).tril(offset)
         return self.transformer.drop(x), AttentionInputs(rope, mask, is_causal, kv_cache)
+
+    def _window_mask(self, positions: torch.Tensor, kv_cache: KVCache | None, dtype: torch.dtype
+                     ) -> torch.Tensor | None:
+        """The window's ``band_mask`` over the keys as attention reads them (``KVCache.key_positions``)."""
+        cfg, T = self.config, positions.shape[0]
+        alibi = cfg.pos_encoding == "alibi"
+        if kv_cache is not None and kv_cache.window is not None and T == 1 and not alibi:
+            return None     # one query over a full rolling buffer: every slot is in its window
+        keys = kv_cache.key_positions(T) if kv_cache is not None else positions
+        return band_mask(positions, keys, cfg.window, self.alibi_slopes if alibi else None, dtype)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None, last_only: bool = False
@@ -352,7 +384,8 @@ class GPT(nn.Module):
     def make_cache(self, batch_size: int, max_len: int | None = None,
                    dtype: torch.dtype | None = None) -> KVCache:
         """An empty ``KVCache`` shaped for this model (``max_len`` defaults to ``context_length``, the
-        most positions a forward pass accepts, which is also its upper limit).
+        most positions a forward pass accepts, which is also its upper limit). With a ``window``
+        shorter than ``max_len`` it is a rolling buffer of ``window`` positions (``KVCache``).
 
         ``dtype`` defaults to the dtype the keys will have: the autocast dtype when the cache is made
         inside ``torch.autocast`` for the model's device (half the memory of float32 under bfloat16:
@@ -363,4 +396,5 @@ class GPT(nn.Module):
         max_len = check_int("max_len", self.config.context_length if max_len is None else max_len,
                             low=1, high=self.config.context_length)
         return KVCache(self.config.n_layer, batch_size, self.config.kv_heads, max_len, self.config.head_dim,
-                       device=p.device, dtype=activation_dtype(p.device, p.dtype) if dtype is None else dtype)
+                       device=p.device, dtype=activation_dtype(p.device, p.dtype) if dtype is None else dtype,
+                       window=self.config.window)

@@ -115,6 +115,13 @@ def _val_loss(model: GPT, x: torch.Tensor, y: torch.Tensor, skip: int, device: t
     return float(total) / (x.shape[0] * (x.shape[1] - skip))
 
 
+def _non_default_fields(config: GPTConfig) -> dict[str, Any]:
+    """The config's fields that differ from their defaults: the part of a cache key that a field
+    added to ``GPTConfig`` later (with a default that changes nothing) leaves alone."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    return {k: v for k, v in config.to_dict().items() if k not in defaults or defaults[k] != v}
+
+
 def _train_config(schedule: str, steps: int, batch_size: int, lr: float, warmup_steps: int,
                   seed: int, device: torch.device) -> TrainConfig:
     # "constant": after the warm-up the rate stays at lr, so the loss after any number of steps
@@ -216,8 +223,9 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     steps_of = [_steps(config, budgets, batch_size, eval_windows, data, corpus) for config in configs]
     points: list[SweepPoint] = []
     for config, steps in zip(configs, steps_of):
-        settings = {"model": config.to_dict(), "steps": steps, "schedule": schedule, "batch_size": batch_size,
-                    "lr": lr, "warmup_steps": warmup_steps, "eval_windows": eval_windows, "seed": seed,
+        settings = {"model": _non_default_fields(config), "steps": steps, "schedule": schedule,
+                    "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "eval_windows": eval_windows,
+                    "seed": seed,
                     "corpus": data.digest, "device": device.type, "lmcore_version": __version__,
                     # another CPU's kernels train to other last bits: never serve their results here
                     "cpu_kernels": f"{torch.backends.cpu.get_cpu_capability()}/"
