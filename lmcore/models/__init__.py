@@ -2,6 +2,7 @@
 
 - ``NGramLM`` (chapter 2): counts with smoothing.
 - ``MLPLanguageModel`` / ``MLPConfig`` (chapter 4): Bengio et al.'s neural n-gram model.
+- ``RNNLanguageModel`` / ``RNNConfig`` (chapter 4): Elman RNN and GRU language models.
 - ``GPT`` / ``GPTConfig`` (chapter 5) with ``CausalSelfAttention``; position encodings in
   ``positional`` (chapter 6); the ``KVCache`` (chapter 7); LoRA adapters in ``lora`` (chapter 10);
   ``from_hf_gpt2`` loads Hugging Face GPT-2 weights into a ``GPT``.
@@ -16,9 +17,11 @@ from .kv_cache import KVCache, kv_cache_bytes
 from .lora import LoRALinear, apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
 from .mlp import MLPConfig, MLPLanguageModel
 from .ngram import NGramConfig, NGramLM
+from .rnn import RNNConfig, RNNLanguageModel, gradient_norm_by_distance
 
 __all__ = [
     "NGramConfig", "NGramLM", "MLPConfig", "MLPLanguageModel",
+    "RNNConfig", "RNNLanguageModel", "gradient_norm_by_distance",
     "GPT", "GPTConfig", "AttentionInputs", "CausalSelfAttention", "from_hf_gpt2", "gpt2_config_from_hf",
     "KVCache", "kv_cache_bytes",
     "LoRALinear", "apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora",
