@@ -2,15 +2,15 @@
 set) gets a clear ``ValueError`` / ``TypeError`` that names the argument, at the call: never a
 silent result, a hang, or a failure some steps later.
 
-Calls that used to hang run under :func:`_finishes` (a thread with a generous deadline), so a
-regression fails the test instead of stopping the suite.
+Calls that used to hang now fail after a bounded search; pytest-timeout's per-test limit (the
+``pytestmark`` below, far above the second or so these calls take) stops a regression from stalling
+the suite.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import threading
 
 import numpy as np
 import pytest
@@ -28,29 +28,11 @@ from lmcore.data import (
     train_val_split,
 )
 
+pytestmark = pytest.mark.timeout(300)
+
 TOY = ToyLanguage()
 STREAM = torch.arange(100) % 7
 NAN = float("nan")
-
-
-def _finishes(fn, seconds: float = 300.0):
-    """``fn()``'s result (or its exception), failing the test if it is still running after ``seconds``:
-    a guard against a hang, far above the second or so these calls take."""
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:      # re-raised in the test's thread
-            box["error"] = e
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), f"still running after {seconds} s: it hangs"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 # (call, exception, a pattern the message must match: the argument's name)
@@ -125,14 +107,14 @@ def test_bad_input_is_refused_clearly(name):
 ])
 def test_toy_instructions_refuses_a_max_chars_no_text_fits(max_chars, tasks, shortest):
     with pytest.raises(ValueError, match=r"\bmax_chars\b" + (f".*max_chars >= {shortest}" if shortest else "")):
-        _finishes(lambda: toy_instructions(2, tasks=tasks, max_chars=max_chars))
+        toy_instructions(2, tasks=tasks, max_chars=max_chars)
 
 
 def test_the_shortest_texts_are_the_grammars():
     """The bounds are tight: at the bound the sampler finds texts of exactly that length, and no
     sampled story (or "the ..." sentence of one) is ever shorter."""
     for task, shortest in (("name", 17), ("count", 17), ("plural", 21)):
-        convs = _finishes(lambda: toy_instructions(2, tasks=(task,), max_chars=shortest, seed=1))
+        convs = toy_instructions(2, tasks=(task,), max_chars=shortest, seed=1)
         assert [len(c[0]["content"].split(". ", 1)[1]) for c in convs] == [shortest] * 2
     stories = [s.rstrip("\n") for s in TOY.sample(20_000, seed=4)]
     assert min(map(len, stories)) >= 17
@@ -143,14 +125,14 @@ def test_the_shortest_texts_are_the_grammars():
 def test_toy_instructions_gives_up_when_too_few_texts_remain():
     # 8 distinct "plural" texts have 21 characters ("the cat sees the dog.", ...): a ninth never comes
     with pytest.raises(ValueError, match=r"no new conversation in 20,000 stories in a row \(8 of n=9 made\)"):
-        _finishes(lambda: toy_instructions(9, tasks=("plural",), max_chars=21))
+        toy_instructions(9, tasks=("plural",), max_chars=21)
     # exclude takes away the only 4 "name" texts of 17 characters ("what is the name. bob sees the cat.", ...)
     shortest = [[{"role": "user", "content": f"what is the name. {n} sees the {x}."}]
                 for n in ("bob", "tom") for x in ("cat", "dog")]
-    assert {c[0]["content"] for c in _finishes(lambda: toy_instructions(4, tasks=("name",), max_chars=17))} \
+    assert {c[0]["content"] for c in toy_instructions(4, tasks=("name",), max_chars=17)} \
         == {c[0]["content"] for c in shortest}
     with pytest.raises(ValueError, match=r"\(0 of n=1 made\): max_chars=17 and exclude \(4 conversations\)"):
-        _finishes(lambda: toy_instructions(1, tasks=("name",), max_chars=17, exclude=shortest))
+        toy_instructions(1, tasks=("name",), max_chars=17, exclude=shortest)
 
 
 def test_toy_instructions_of_chapter_10_are_unchanged():
@@ -167,11 +149,11 @@ def test_toy_instructions_of_chapter_10_are_unchanged():
 
 def test_enumerate_sequences_refuses_a_huge_space_at_once():
     with pytest.raises(ValueError, match=r"more than 10\^477121 members"):
-        _finishes(lambda: enumerate_sequences("abc", 10**6))
+        enumerate_sequences("abc", 10**6)
     with pytest.raises(ValueError, match=r"1,111,111 members"):      # small enough: counted exactly
         enumerate_sequences("0123456789", 6)
     with pytest.raises(ValueError, match=r"1,000,000,000,001 members"):     # one symbol: max_len + 1 strings
-        _finishes(lambda: enumerate_sequences("a", 10**12))
+        enumerate_sequences("a", 10**12)
     assert enumerate_sequences("a", 3) == ["", "a", "aa", "aaa"]
     assert len(enumerate_sequences("ab", 16, max_size=2**17 - 1)) == 2**17 - 1      # exactly max_size: allowed
 
