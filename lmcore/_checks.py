@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["ArgumentTypeError", "check_int", "check_float", "check_choice", "check_key", "check_token_ids",
-           "check_bool", "check_forward_ids", "describe", "check_targets", "eval_mode"]
+           "check_bool", "check_forward_ids", "check_idx", "describe", "check_targets", "eval_mode"]
 
 M = TypeVar("M", bound=nn.Module)
 V = TypeVar("V")
@@ -158,6 +158,19 @@ def check_forward_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_inde
     elif ignore_index is not None:
         ids = ids[ids != ignore_index]
     check_token_ids(name, ids, vocab_size)
+
+
+def check_idx(idx: Any, vocab_size: int) -> None:
+    """A model's input ``idx``: a non-empty (batch, time) tensor of int64 or int32 ids (what
+    ``nn.Embedding`` reads), in ``[0, vocab_size)`` where that is cheap to read (:func:`check_forward_ids`)."""
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+        raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
+                         f"{type(idx).__name__} {tuple(getattr(idx, 'shape', ()))}")
+    check_forward_ids("idx", idx, vocab_size)
+    if idx.dtype not in (torch.long, torch.int32):
+        raise ArgumentTypeError(f"idx must be int64 or int32 (what nn.Embedding reads), got {idx.dtype}")
+    if idx.numel() == 0:
+        raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
 
 
 def check_targets(idx: torch.Tensor, targets: torch.Tensor | None, vocab_size: int, last_only: bool) -> None:

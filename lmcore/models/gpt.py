@@ -23,11 +23,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import (
-    ArgumentTypeError,
     check_bool,
     check_choice,
     check_float,
-    check_forward_ids,
+    check_idx,
     check_int,
     check_targets,
 )
@@ -258,20 +257,13 @@ class GPT(nn.Module):
         """Shape and dtype of ``idx`` always; its values on the CPU only (``check_forward_ids``): on a
         GPU generate() checks prompts, and an id out of range fails in the embedding's device assert
         (with a padded vocabulary in a device-side assert of its own: no host sync either way)."""
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-            raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
-                             f"{type(idx).__name__} {tuple(getattr(idx, 'shape', ()))}")
-        check_forward_ids("idx", idx, self.config.vocab_size)
+        check_idx(idx, self.config.vocab_size)
         V = self.config.vocab_size
         if self.config.padded_vocab_size != V and (idx.device.type != "cpu" or torch.compiler.is_compiling()):
             # the embedding has rows for ids up to padded_vocab_size, so its own bounds check no longer
             # refuses ids in [vocab_size, padded_vocab_size)
             torch._assert_async((idx < V).all(), f"idx holds a token id >= vocab_size ({V})")
-        if idx.dtype not in (torch.long, torch.int32):
-            raise ArgumentTypeError(f"idx must be int64 or int32 (what nn.Embedding reads), got {idx.dtype}")
-        B, T = idx.shape
-        if B == 0 or T == 0:
-            raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
+        T = idx.shape[1]
         if kv_cache is not None and not isinstance(kv_cache, KVCache):
             raise TypeError(f"kv_cache must be a KVCache (model.make_cache(batch_size)), got {type(kv_cache).__name__}")
         if kv_cache is not None and len(kv_cache.keys) != self.config.n_layer:

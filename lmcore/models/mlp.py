@@ -29,9 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import (
-    ArgumentTypeError,
     check_float,
-    check_forward_ids,
+    check_idx,
     check_int,
     check_targets,
     check_token_ids,
@@ -90,14 +89,7 @@ class MLPLanguageModel(nn.Module):
         The ids' values are checked on the CPU only (reading them from a GPU would stall every step);
         elsewhere an id out of range fails in the embedding, like :class:`lmcore.GPT`'s.
         """
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-            raise ValueError("idx must be an integer tensor of token ids with shape (batch, time), got "
-                             f"{type(idx).__name__} {tuple(getattr(idx, 'shape', ()))}")
-        check_forward_ids("idx", idx, self.config.vocab_size)
-        if idx.dtype not in (torch.long, torch.int32):
-            raise ArgumentTypeError(f"idx must be int64 or int32 (what nn.Embedding reads), got {idx.dtype}")
-        if idx.numel() == 0:
-            raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token per sequence")
+        check_idx(idx, self.config.vocab_size)
         k = self.config.context_length
         # Where the values were not checked, an id equal to vocab_size would read the padding row
         # silently: move every id >= vocab_size past the table, so the embedding's bound check fires.
