@@ -17,6 +17,9 @@ ifneq ($(wildcard $(SHARED_DATA)/tinyshakespeare.txt),)
 export LMCORE_LOCAL_DATA ?= $(SHARED_DATA)
 endif
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# No progress bars in the tests or in the HTML book (their stored outputs would show a frozen bar);
+# `make lab` and notebooks run by hand show them (lmcore.progress).
+book test test-portable book-instructor: export LMCORE_PROGRESS := 0
 
 .PHONY: book test lint test-portable lab assets student book-instructor bench clean help
 

@@ -40,14 +40,14 @@ from .models import (
                      merge_lora,
                      unmerge_lora,
 )
-from .runtime import get_device, seed_everything, setup
+from .runtime import get_device, progress, seed_everything, setup
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from .training import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, save_checkpoint
 from .zoo import list_models, load_model, pretrained
 
 __all__ = [
     "__version__",
-    "setup", "get_device", "seed_everything", "claim", "ClaimError",
+    "setup", "get_device", "seed_everything", "progress", "claim", "ClaimError",
     "data", "tokenizers", "models", "decoding", "training", "scaling", "alignment", "zoo", "exercises",
     "Tokenizer", "CharTokenizer", "BPETokenizer", "load_tokenizer",
     "NGramConfig", "NGramLM", "MLPConfig", "MLPLanguageModel", "RNNConfig", "RNNLanguageModel",

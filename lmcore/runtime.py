@@ -2,14 +2,17 @@
 
 ``setup()`` picks CUDA, then Apple's MPS, then the CPU (the environment variable ``LMCORE_DEVICE``
 overrides the choice), seeds Python, NumPy and PyTorch, and returns the device, so the same
-notebook runs on a laptop, on Colab's GPU and in CI without edits.
+notebook runs on a laptop, on Colab's GPU and in CI without edits.  ``progress()`` is the one
+progress bar every long run in a chapter shows (off where ``LMCORE_PROGRESS=0``: the tests and the
+HTML build, whose stored outputs would otherwise hold a frozen bar).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +20,7 @@ import torch
 from ._checks import check_int
 from ._version import __version__
 
-__all__ = ["get_device", "seed_everything", "setup", "cpu_threads", "torch_threads"]
+__all__ = ["get_device", "seed_everything", "setup", "cpu_threads", "torch_threads", "progress", "progress_enabled"]
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -107,3 +110,18 @@ def setup(seed: int = 0, device: str | None = None, threads: int | None = None, 
         print(f"lmcore {__version__} | torch {torch.__version__} | device: {dev.type} | seed: {seed}"
               + (f" | tf32 matmul: {'on' if tf32 else 'off'}" if dev.type == "cuda" else ""))
     return dev
+
+
+def progress_enabled() -> bool:
+    """False where the environment sets ``LMCORE_PROGRESS=0`` (``make test`` and ``make book`` do)."""
+    return os.environ.get("LMCORE_PROGRESS", "1").strip() != "0"
+
+
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
+             **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` progress bar with an ETA over ``iterable`` (or ``total`` steps, advanced by
+    ``bar.update()``), disabled when :func:`progress_enabled` is False; other keywords go to tqdm."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True,
+                disable=not progress_enabled() or kwargs.pop("disable", False), **kwargs)
