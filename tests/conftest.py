@@ -1,9 +1,11 @@
 """Shared fixtures: paths, and the built book (built once per session, only by tests that need it)."""
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,13 @@ import torch
 # The unit tests use tiny models, for which extra threads only add contention (and on a loaded
 # machine a second thread can slow a test a hundredfold). Notebooks and benchmarks are unaffected.
 torch.set_num_threads(1)
+
+# torch.compile's on-disk cache (inductor's precompiled C++ headers) is not keyed by the CPU kernel
+# setting: code generated under ATEN_CPU_CAPABILITY=default against a header cached by a native run
+# fails to build ("'at::vec' has not been declared"). Each kernel setting gets its own cache.
+if os.environ.get("ATEN_CPU_CAPABILITY"):
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{os.environ['ATEN_CPU_CAPABILITY']}"))
 
 ROOT = Path(__file__).resolve().parents[1]
 # Repository tooling (the student edition, the instructor book, grading) lives in tools/, outside
