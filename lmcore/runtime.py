@@ -123,5 +123,5 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     ``bar.update()``), disabled when :func:`progress_enabled` is False; other keywords go to tqdm."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True,
-                disable=not progress_enabled() or kwargs.pop("disable", False), **kwargs)
+    disable = bool(kwargs.pop("disable", False)) or not progress_enabled()
+    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, disable=disable, **kwargs)

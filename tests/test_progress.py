@@ -24,6 +24,7 @@ def test_progress_is_on_by_default_with_an_eta(monkeypatch, value):
     bar.update(2)
     assert "2/5" in str(bar)
     bar.close()
+    assert lmcore.progress(range(2), disable=True).disable       # a caller can still turn its bar off
 
 
 def test_the_make_targets_that_store_outputs_turn_progress_off():
