@@ -20,8 +20,10 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # No progress bars in the tests or in the HTML book (their stored outputs would show a frozen bar);
 # `make lab` and notebooks run by hand show them (lmcore.progress).
 book test test-portable book-instructor: export LMCORE_PROGRESS := 0
+# Chapters executed for the book store the HTML fallbacks that load the book's offline plotly.js.
+book book-instructor: export LMCORE_BOOK := 1
 
-.PHONY: book test lint test-portable lab assets student book-instructor bench clean help
+.PHONY: book test lint test-portable lab pdf assets student book-instructor bench clean help
 
 help:
 	@echo "make book   - build the HTML book (executes every chapter) into _build/html"
@@ -31,6 +33,7 @@ help:
 	@echo "make lab    - open the chapters in JupyterLab"
 	@echo "make student OUT=DIR [CHAPTER=05] [FORCE=1] - write the student edition (solutions replaced by stubs)"
 	@echo "make book-instructor - build the book with solutions hidden"
+	@echo "make pdf    - the printable PDF through LaTeX (Debian texlive packages, see setup.md)"
 	@echo "make bench  - run the benchmarks (prints tables)"
 
 $(VENV)/.installed: pyproject.toml
@@ -54,6 +57,15 @@ _assets/vendor/.installed: $(VENV)/.installed
 
 assets: _assets/vendor/.installed
 
+# Colab's widget stack (ipywidgets 7.7.1, IPython 7.34) in its own environment, for
+# tests/test_widgets_ipywidgets7.py; lmcore comes from this checkout through PYTHONPATH.
+IPYW7 := _build/ipyw7
+$(IPYW7)/.installed:
+	rm -rf $(IPYW7) && $(PYTHON) -m venv $(IPYW7)
+	$(IPYW7)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(IPYW7)/bin/python -m pip install -q ipywidgets==7.7.1 ipython==7.34.0 numpy tqdm regex safetensors matplotlib scipy
+	touch $@
+
 book: assets
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
@@ -62,7 +74,7 @@ book: assets
 # Chapters run single-threaded (lmcore.setup), two at a time: one per core. A notebook's cells
 # stay together in one worker (--dist loadfile), in order, in one fresh kernel.
 PYTEST_WORKERS ?= 2
-test: assets lint
+test: assets lint $(IPYW7)/.installed
 	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider -n $(PYTEST_WORKERS)
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
@@ -96,6 +108,17 @@ book-instructor: assets
 	$(BIN)/jupyter-book build _build/instructor_src $(JB_FLAGS)
 	@echo "The book without solutions is at $(CURDIR)/_build/instructor_src/_build/html/index.html"
 
+# The printable PDF, through LaTeX, from the notebooks' stored outputs (run `make book` first so they
+# are current); needs Debian's texlive-xetex texlive-latex-recommended texlive-latex-extra
+# texlive-fonts-recommended texlive-fonts-extra latexmk imagemagick librsvg2-bin (setup.md). /usr/bin
+# comes first on PATH because some images put a stub `convert` in /usr/local/bin.
+pdf: assets
+	mkdir -p _build
+	sed 's/execute_notebooks: cache.*/execute_notebooks: "off"/' _config.yml > _build/pdf_config.yml
+	PATH=/usr/bin:$$PATH $(BIN)/jupyter-book build . --config _build/pdf_config.yml --builder pdflatex
+	@echo "The PDF is at $(CURDIR)/_build/latex/lm-book.pdf"
+
+# JupyterLab with jupyterlab-myst (in the dev extra), so exercises, admonitions and citations render.
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab chapters/
 

@@ -10,7 +10,7 @@ from _book import ROOT
 # PyPI name -> conda-forge name, where they differ.
 CONDA_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 # conda-only entries that pyproject does not list as runtime dependencies.
-CONDA_ONLY = {"python", "pip", "jupyterlab"}
+CONDA_ONLY = {"python", "pip", "jupyterlab", "jupyterlab-myst"}
 
 
 def _split(spec: str) -> tuple[str, str]:
