@@ -1,10 +1,9 @@
 """tools/execute.py stores a chapter's outputs as the book shows them, in the repository's layout."""
 from __future__ import annotations
 
+import execute
 import nbformat
 import pytest
-
-import execute
 
 
 def _notebook(path, *sources):
