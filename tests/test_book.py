@@ -6,14 +6,18 @@ import json
 import re
 
 import pytest
+import tomllib
 from _book import ROOT, chapter_notebooks, repository_url, toc_files
 
-SETUP_CELL = """# Setup: on Colab, install lmcore from the book's repository; everywhere, pick the device and seed.
+# The install pins the package to the book's version, tagged v<version> in the repository (set once,
+# in pyproject.toml), so a notebook and the code it runs stay in step. tf32=False: the chapters
+# compare floats at 1e-6, which TensorFloat-32's 10-bit products would break on a GPU.
+SETUP_CELL = """# Setup: on Colab, install lmcore at this book's version; everywhere, pick the device and seed.
 import sys, subprocess
 if "google.colab" in sys.modules:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "lmcore @ git+{url}"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "lmcore @ git+{url}@v{version}"])
 import lmcore
-device = lmcore.setup(seed=0)"""
+device = lmcore.setup(seed=0, tf32=False)   # full float32 on a GPU too: the checks compare at 1e-6"""
 
 REMOTE = re.compile(r"""<(script|link)\b[^>]*\b(src|href)=["'](https?:)?//""", re.I)
 
@@ -36,8 +40,10 @@ def test_every_chapter_in_toc():
 
 @pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
 def test_first_cell_installs_from_the_configured_repository(nb):
-    assert _first_code_cell(nb) == SETUP_CELL.format(url=repository_url()), (
-        f"{nb.name}: the first code cell must be the standard setup cell (see tests/test_book.py)")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert _first_code_cell(nb) == SETUP_CELL.format(url=repository_url(), version=version), (
+        f"{nb.name}: the first code cell must be the standard setup cell (see tests/test_book.py), "
+        f"installing the version pyproject.toml sets (v{version})")
 
 
 def _tags(cell):
