@@ -170,3 +170,51 @@ def test_quiet_prints_nothing(capsys):
     assert exercises.check_alibi_bias(alibi_bias, quiet=True) is True
     assert exercises.check_alibi_bias(stub, quiet=True) is False
     assert capsys.readouterr().out == ""
+
+
+# --- the receptive-field experiment: measured on real models, as a student would ------------------
+
+def _reach(window, n_layer, T=64, count=False, tolerance=0.0, layers=None):
+    """How far back the earliest token sits whose change alters the last position's logits.
+    ``count``: report the number of positions that matter instead (a plausible slip); ``tolerance``:
+    compare logits within it (another slip); ``layers``: build the model with that many layers instead."""
+    from lmcore import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, context_length=T, n_layer=layers or n_layer, n_head=2, n_embd=16,
+                          pos_encoding="rope", window=window)).eval()
+    ids = torch.randint(30, (1, T), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = model(ids, last_only=True)[0]
+        for j in range(T):
+            changed = ids.clone()
+            changed[0, j] = (changed[0, j] + 1) % 30
+            if (model(changed, last_only=True)[0] - base).abs().max() > tolerance:
+                return T - j if count else T - 1 - j
+    return 0
+
+
+def test_receptive_field_check_passes_on_real_measurements(capsys):
+    measured = {(W, L): _reach(W, L) for W, L in exercises.ch06.RECEPTIVE_CASES}
+    assert exercises.check_receptive_field(measured) is True
+    assert capsys.readouterr().out.strip() == "PASS receptive_field"
+
+
+@pytest.mark.parametrize("slip, phrase", [("count", "last one included"), ("one layer", "single layer"),
+                                          ("no window", "window=W"), ("formula", "W - 1 positions back")])
+def test_receptive_field_check_names_the_mistake(slip, phrase, capsys):
+    cases = exercises.ch06.RECEPTIVE_CASES
+    measured = {"count": lambda W, L: _reach(W, L, count=True),
+                "one layer": lambda W, L: _reach(W, L, layers=1),
+                "no window": lambda W, L: _reach(None, L),
+                "formula": lambda W, L: W * L}[slip]
+    assert exercises.check_receptive_field({(W, L): measured(W, L) for W, L in cases}) is False
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL receptive_field:") and phrase in out, out
+
+
+def test_receptive_field_check_refuses_non_measurements(capsys):
+    for bad, phrase in (({}, "no measurement"), (lambda: 0, "pass the dict"),
+                        ({case: 2.5 for case in exercises.ch06.RECEPTIVE_CASES}, "whole number")):
+        assert exercises.check_receptive_field(bad) is False
+        assert phrase in capsys.readouterr().out

@@ -135,3 +135,69 @@ def test_quiet_prints_nothing(capsys):
     assert exercises.check_kv_cache_bytes(kv_cache_bytes, quiet=True) is True
     assert exercises.check_cached_attention_step(step_unscaled, quiet=True) is False
     assert capsys.readouterr().out == ""
+
+
+# --- exercise 4: the FLOPs of a cached step with a sliding window (measured, as a student would) ----
+
+def _measure(prefill=lambda t: t, whole=False, **overrides) -> dict[int, int]:
+    """{t: FLOPs} counted by FlopCounterMode for the step after a prefill of ``prefill(t)`` tokens of a
+    model built from WINDOW_CONFIG with ``overrides`` (``whole``: count a forward over the whole sequence)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lmcore import GPT, GPTConfig
+    from lmcore.exercises.ch07 import WINDOW_CONFIG, WINDOW_POSITIONS
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**WINDOW_CONFIG, **overrides})).eval()
+    out = {}
+    for t in WINDOW_POSITIONS:
+        ids = torch.zeros(1, t + 1, dtype=torch.long)
+        cache = model.make_cache(1)
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode():
+            if whole:
+                with counter:
+                    model(ids, last_only=True)
+            else:
+                model(ids[:, :prefill(t)], kv_cache=cache)
+                with counter:
+                    model(ids[:, prefill(t):prefill(t) + 1], kv_cache=cache, last_only=True)
+        out[t] = counter.get_total_flops()
+    return out
+
+
+@pytest.fixture(scope="module")
+def window_measurements() -> dict[str, dict[int, int]]:
+    return {"right": _measure(), "fused attention": _measure(attn_impl="sdpa"), "no window": _measure(window=None),
+            "whole sequence": _measure(whole=True), "prefill one short": _measure(prefill=lambda t: t - 1)}
+
+
+def test_window_check_passes_on_a_real_measurement(window_measurements, capsys):
+    assert exercises.check_window_step_flops(window_measurements["right"]) is True
+    assert capsys.readouterr().out.strip() == "PASS window_step_flops"
+
+
+@pytest.mark.parametrize("wrong, phrase", [("fused attention", "attn_impl='reference'"),
+                                           ("no window", "every cached position"),
+                                           ("whole sequence", "whole sequence"),
+                                           ("prefill one short", "wrong position")])
+def test_window_check_names_the_mistake_of_a_wrong_measurement(window_measurements, wrong, phrase, capsys):
+    assert exercises.check_window_step_flops(window_measurements[wrong]) is False
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL window_step_flops:") and phrase in out, out
+
+
+@pytest.mark.parametrize("bad, phrase", [({}, "no measurement"), (lambda: 0, "pass the dict"),
+                                         ({t: "many" for t in (8, 16, 32, 64, 128, 256)}, "a number of FLOPs")])
+def test_window_check_refuses_what_is_not_a_measurement(bad, phrase, capsys):
+    assert exercises.check_window_step_flops(bad) is False
+    assert phrase in capsys.readouterr().out
+
+
+def test_window_check_rejects_a_count_off_by_one_key(window_measurements, capsys):
+    """A count that is one key short everywhere (a plausible hand formula) fails: the check is exact."""
+    from lmcore.exercises.ch07 import WINDOW_CONFIG
+    d, n_layer = WINDOW_CONFIG["n_embd"], WINDOW_CONFIG["n_layer"]
+    short = {t: f - 4 * n_layer * d for t, f in window_measurements["right"].items()}
+    assert exercises.check_window_step_flops(short) is False
+    assert capsys.readouterr().out.startswith("FAIL window_step_flops:")

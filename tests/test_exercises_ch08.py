@@ -77,3 +77,26 @@ def test_min_p_check_fails_wrong_answers(capsys):
     for wrong in (stub, min_p_absolute, min_p_strict):
         assert not check_min_p(wrong), wrong.__name__
     assert "relative" in capsys.readouterr().out
+
+
+def test_penalty_window_check_passes_the_measured_runs_and_fails_wrong_ones(capsys):
+    from lmcore.exercises import PENALTY_WINDOWS, check_penalty_window
+    from lmcore.exercises.ch08 import _greedy_penalised, _penalty_references, _repeated_4grams
+
+    refs = _penalty_references()
+    # the reference solution, as the chapter's student writes it: the chapter's measure on each run
+    solution = {w: _repeated_4grams(_greedy_penalised(w)) for w in PENALTY_WINDOWS}
+    assert check_penalty_window(solution)
+    assert len({round(refs[w], 2) for w in PENALTY_WINDOWS}) > 1          # the window matters
+    assert not check_penalty_window({})                   # the starter cell: an empty dict
+    assert not check_penalty_window(stub)
+    assert not check_penalty_window({w: refs[None] for w in PENALTY_WINDOWS})      # the whole text penalised
+    assert not check_penalty_window({w: 100 * v for w, v in solution.items()})   # percent
+    assert not check_penalty_window({w: solution[w] for w in PENALTY_WINDOWS[:-1]})
+    worst = max(PENALTY_WINDOWS, key=lambda w: abs(refs[w] - refs[PENALTY_WINDOWS[0]]))
+    shuffled = {**solution, worst: solution[PENALTY_WINDOWS[0]]}             # one window's number is wrong
+    assert not check_penalty_window(shuffled)
+    out = capsys.readouterr().out
+    assert "PASS penalty_window" in out and "no results yet" in out and "pass the dict of your results" in out
+    assert "penalise only the ids among the last W" in out
+    assert "not 25 (%)" in out and "no result for W" in out and f"repeats[{worst}] is off" in out

@@ -97,3 +97,56 @@ def test_compute_optimal_check(capsys):
     assert not check_compute_optimal(lambda c, r: (c / (6 * r), c / 6))                        # forgot the root
     assert not check_compute_optimal(lambda c, r: compute_optimal_solution(c, r)[::-1])         # swapped
     assert not check_compute_optimal(lambda c, r: compute_optimal_solution(c, 20.0))            # ignores r
+
+
+# ------------------------------------------------------------------------------ IsoFLOP exponent
+def exponent_solution(runs, count):
+    fits = [scaling.fit_isoflop(points, c, params=count) for c, points in runs.items()]
+    return scaling.fit_optimal_scaling(fits).n_law.exponent
+
+
+def exponent_ignores_count(runs, count):
+    return exponent_solution(runs, "non_embedding")
+
+
+def exponent_swapped(runs, count):
+    return exponent_solution(runs, "total" if count == "non_embedding" else "non_embedding")
+
+
+def exponent_best_run(runs, count):
+    """Plausible but wrong: the size of each budget's best run, not the parabola's vertex."""
+    c = sorted(runs)
+    n = [min(runs[k], key=lambda p: p.val_loss) for k in c]
+    n = [p.params_total if count == "total" else p.params for p in n]
+    return np.polyfit(np.log(c), np.log(n), 1)[0]
+
+
+def exponent_parabola_in_n(runs, count):
+    """Plausible but wrong: the parabola fitted against N itself, not ln N."""
+    c, n_opt = sorted(runs), []
+    for k in c:
+        n = np.array([p.params_total if count == "total" else p.params for p in runs[k]], float)
+        c2, c1, _ = np.polyfit(n, [p.val_loss for p in runs[k]], 2)
+        n_opt.append(-c1 / (2 * c2))
+    return np.polyfit(np.log(c), np.log(n_opt), 1)[0]
+
+
+def test_optimal_size_exponent_check(capsys):
+    from lmcore.exercises import check_optimal_size_exponent
+    from lmcore.exercises.ch09 import _synthetic_runs
+
+    runs = _synthetic_runs()
+    # the two conventions really differ on the fixed cases, or the check could not tell them apart
+    assert abs(exponent_solution(runs, "total") - exponent_solution(runs, "non_embedding")) > 0.01
+    assert check_optimal_size_exponent(exponent_solution)
+    assert check_optimal_size_exponent(exponent_solution, runs)
+    assert not check_optimal_size_exponent(stub)
+    assert "not implemented" in capsys.readouterr().out
+    assert not check_optimal_size_exponent(exponent_ignores_count)
+    assert not check_optimal_size_exponent(exponent_swapped)
+    assert "other way" in capsys.readouterr().out
+    assert not check_optimal_size_exponent(exponent_best_run)
+    assert "vertex" in capsys.readouterr().out
+    assert not check_optimal_size_exponent(exponent_parabola_in_n)
+    assert "ln N" in capsys.readouterr().out
+    assert not check_optimal_size_exponent(lambda runs, count: "0.5")

@@ -100,3 +100,78 @@ def test_lora_param_count_check(capsys):
     assert_check_behaves(check_lora_param_count, count_solution,
                          [(count_full_matrices, "not in·out"), (count_attention_only, "all four"),
                           (count_square_mlp, "4·n_embd"), lambda *a: float(count_solution(*a))], capsys)
+
+
+# --- adapter scale sweep (an experiment) --------------------------------------------------------
+def _scale_setup():
+    import torch
+
+    from lmcore import GPT, CharTokenizer, GPTConfig, data
+    from lmcore.alignment import ChatTemplate
+    from lmcore.models.lora import apply_lora, lora_modules
+
+    tok = CharTokenizer(data.ToyLanguage().alphabet)
+    chat = ChatTemplate(tok)
+    torch.manual_seed(0)
+    model = apply_lora(GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=128, n_layer=1, n_head=2,
+                                     n_embd=16)), r=2, alpha=4).eval()
+    with torch.no_grad():                  # a trained-looking adapter: B away from zero
+        for layer in lora_modules(model):
+            layer.lora_B.normal_(0, 0.5)
+    convs = data.toy_instructions(6, seed=4, max_chars=40)
+    return model, chat, convs
+
+
+def _token_mean(model, chat, convs):
+    from lmcore.alignment import sft_example
+    total = count = 0
+    for c in convs:
+        x, y = sft_example(chat.encode(c))
+        n = int((y != -100).sum())
+        total += model(x[None], y[None])[1].item() * n
+        count += n
+    return total / count
+
+
+def _sweep(model, chat, convs, *, restore=True, cumulative=False, per_conv=False, apply=True, bare=False):
+    import torch
+
+    from lmcore.alignment import sft_example
+    from lmcore.exercises import ADAPTER_SCALES
+    from lmcore.models.lora import lora_modules
+    layers = lora_modules(model)
+    trained = [layer.scaling for layer in layers]
+    out = {}
+    with torch.no_grad():
+        for s in ADAPTER_SCALES:
+            for layer in layers:
+                if apply:
+                    layer.scaling = s * layer.scaling if cumulative else s if bare else s * layer.alpha / layer.r
+            if per_conv:
+                losses = [model(*(t[None] for t in sft_example(chat.encode(c))))[1].item() for c in convs]
+                out[s] = sum(losses) / len(losses)
+            else:
+                out[s] = _token_mean(model, chat, convs)
+    if restore:
+        for layer, scaling in zip(layers, trained):
+            layer.scaling = scaling
+    return out
+
+
+def test_adapter_scale_check(capsys):
+    from lmcore.exercises import check_adapter_scale
+
+    model, chat, convs = _scale_setup()
+
+    def check(fn):
+        return check_adapter_scale(fn, model, chat, convs)
+
+    assert_check_behaves(check, lambda m: _sweep(m, chat, convs),
+                         [(lambda m: _sweep(m, chat, convs, apply=False), "same loss"),
+                          (lambda m: _sweep(m, chat, convs, per_conv=True), "per conversation"),
+                          (lambda m: _sweep(m, chat, convs, cumulative=True), "same loss"),
+                          (lambda m: _sweep(m, chat, convs, bare=True), "scaling = s * alpha / r"),
+                          (lambda m: _sweep(m, chat, convs, restore=False), "restore"),
+                          (lambda m: list(_sweep(m, chat, convs).values()), "dict")], capsys)
+    # the check leaves the trained scales in place, whatever the student's function did
+    assert all(layer.scaling == 2.0 for layer in __import__("lmcore").models.lora.lora_modules(model))

@@ -1,6 +1,8 @@
 """The chapter 11 exercise checks pass on a reference solution and fail on stubs and wrong answers."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -76,3 +78,38 @@ def test_exact_posterior_check(capsys):
                         (posterior_bad_log_z, "log Z")):
         assert not exercises.check_exact_posterior(wrong)
         assert hint in capsys.readouterr().out
+
+
+# --- exercise 4 (experimental): the KL of a verifier's posterior -----------------------------------
+
+def _verifier_case():
+    g = torch.Generator().manual_seed(4)
+    prior = torch.softmax(torch.randn(40, generator=g, dtype=torch.float64), 0)
+    passed = (torch.rand(40, generator=g, dtype=torch.float64) < 0.3).double()
+    return prior.log().float(), passed      # float32, as the chapter's log-probabilities are
+
+
+def test_verifier_kl_check(capsys):
+    lp, passed = _verifier_case()
+    beta = 0.05
+    post = exact_posterior(lp.double(), passed, beta)[0]
+    kl = (post.exp() * (post - lp.double())).sum()
+    assert exercises.check_verifier_kl(kl.item(), lp, passed, beta)
+    assert exercises.check_verifier_kl(kl, lp, passed, beta)            # a 0-d tensor is a number too
+    capsys.readouterr()
+    assert not exercises.check_verifier_kl(None, lp, passed, beta)
+    assert "return a number" in capsys.readouterr().out
+    reverse = (lp.double().exp() * (lp.double() - post)).sum().item()
+    q = (lp.double().exp() * passed).sum().item()
+    log_z = exact_posterior(lp.double(), passed, beta)[1].item()
+    wrong = {"KL(π0 ‖ π*)": reverse, "subtract log Z": kl.item() + log_z, "never negative": -kl.item()}
+    for hint, value in wrong.items():
+        assert not exercises.check_verifier_kl(value, lp, passed, beta)
+        assert hint in capsys.readouterr().out
+    # at a moderate beta the beta -> 0 limit -log q is a wrong answer, and it is named as such
+    post1 = exact_posterior(lp.double(), passed, 1.0)[0]
+    kl1 = (post1.exp() * (post1 - lp.double())).sum().item()
+    assert exercises.check_verifier_kl(kl1, lp, passed, 1.0)
+    assert not exercises.check_verifier_kl(-math.log(q), lp, passed, 1.0)
+    assert "β → 0 limit" in capsys.readouterr().out
+    assert not exercises.check_verifier_kl(kl1, lp, passed, 0.0)

@@ -8,7 +8,7 @@
 """
 from . import rlhf
 from .chat import ROLES, ChatEncoding, ChatTemplate
-from .sft import exact_match, generate_replies, sft_batch_fn, sft_example
+from .sft import exact_match, extend_vocab, generate_replies, sft_batch_fn, sft_example
 
 __all__ = ["ROLES", "ChatTemplate", "ChatEncoding", "sft_example", "sft_batch_fn", "generate_replies", "exact_match",
-           "rlhf"]
+           "rlhf", "extend_vocab"]

@@ -14,9 +14,12 @@ marker.
 of ordinary characters (the defaults below use ``..`` and the newline, which the toy language
 never puts side by side, so a pretrained toy model needs no new vocabulary entries and LoRA can
 adapt it without touching the embeddings).  With a tokenizer that has *special tokens* (a
-``BPETokenizer(special_tokens=[...])``), a marker that is one of them is encoded as its single
-reserved id, and user text can never produce that id.  Either way, message content may not contain
-a marker string (``ValueError``), so rendering and parsing are exact inverses.
+``BPETokenizer(special_tokens=[...])`` or ``CharTokenizer(chars, special_tokens=[...])``), every
+special-token name in a marker is encoded as its single reserved id, and user text can never
+produce that id.  A ChatML-style template (role markers ``<|im_start|>user⏎``, end marker
+``<|im_end|>``) is ``ChatTemplate(tok, {r: f"<|im_start|>{r}\\n" for r in ROLES}, "<|im_end|>")``.
+Either way, message content may not contain a marker string (``ValueError``), so rendering and
+parsing are exact inverses.
 
 ``ChatTemplate.encode`` returns, besides the ids, the *assistant mask* (True on the assistant's
 content and its end-of-turn marker): what supervised fine-tuning trains on
@@ -96,12 +99,24 @@ class ChatTemplate:
     # --- encoding pieces ---------------------------------------------------------------------
     def _encode_marker(self, marker: str) -> list[int]:
         special = getattr(self.tokenizer, "special_tokens", None) or {}
-        if marker in special:                      # one reserved id that text can never produce
-            return [special[marker]]
-        try:
-            return self.tokenizer.encode(marker)
-        except ValueError as e:
-            raise ValueError(f"the tokenizer cannot encode the marker {marker!r}: {e}") from None
+        # Each special-token name inside a marker becomes its one reserved id, which text can never
+        # produce; the rest is encoded as text. So ChatML's "<|im_start|>user\n" is the start id,
+        # then "user" and a newline spelled out.
+        ids: list[int] = []
+        pos = 0
+        while pos < len(marker):
+            name = max((s for s in special if marker.startswith(s, pos)), key=len, default=None)
+            if name is not None:
+                ids.append(special[name])
+                pos += len(name)
+                continue
+            nxt = min((i for s in special if (i := marker.find(s, pos)) >= 0), default=len(marker))
+            try:
+                ids.extend(self.tokenizer.encode(marker[pos:nxt]))
+            except ValueError as e:
+                raise ValueError(f"the tokenizer cannot encode the marker {marker!r}: {e}") from None
+            pos = nxt
+        return ids
 
     @property
     def end_ids(self) -> list[int]:

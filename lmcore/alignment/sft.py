@@ -6,9 +6,12 @@
 (ignored by ``GPT``'s loss) everywhere else, and :func:`sft_batch_fn` pads them into batches for
 ``lmcore.Trainer``. :func:`generate_replies` answers with greedy decoding and :func:`exact_match`
 scores the answers (the toy instruction set of ``lmcore.data.toy_instructions`` has exact answers).
+A template whose markers are *special tokens* needs ids the pretrained model has never seen:
+:func:`extend_vocab` gives the model rows for them.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,7 +22,38 @@ from ..decoding import generate
 from ..models import GPT
 from .chat import ChatEncoding, ChatTemplate, Message
 
-__all__ = ["sft_example", "sft_batch_fn", "generate_replies", "exact_match"]
+__all__ = ["sft_example", "sft_batch_fn", "generate_replies", "exact_match", "extend_vocab"]
+
+
+# ------------------------------------------------------------------------ new token ids
+@torch.no_grad()
+def extend_vocab(model: GPT, vocab_size: int) -> GPT:
+    """A copy of ``model`` that reads and predicts ``vocab_size`` ids (>= its own): new special tokens.
+
+    Ids below the old ``config.vocab_size`` keep their embedding and output rows exactly, so on
+    text without the new ids the copy computes the same logits for the old ids.  A new id's rows
+    start at the *mean* of the old rows (Hewitt, 2021): a random row could get a large logit
+    and drag the model's predictions on ordinary text; the mean gives a new token about the
+    average logit, and fine-tuning then moves it.  ``model`` itself is not changed.
+    """
+    if not isinstance(model, GPT):
+        raise ArgumentTypeError(f"model must be an lmcore.GPT, got {type(model).__name__}")
+    old = model.config.vocab_size
+    check_int("vocab_size", vocab_size, low=old)
+    with torch.random.fork_rng(devices=[]):      # building the copy must not move the caller's seed
+        new = GPT(dataclasses.replace(model.config, vocab_size=int(vocab_size)))
+    state = model.state_dict()
+    weight = next(model.parameters())
+    for key in ("transformer.wte.weight", "lm_head.weight"):
+        if key not in state:
+            continue
+        rows = state[key][:old]
+        grown = torch.zeros_like(new.state_dict()[key], dtype=rows.dtype, device=rows.device)
+        grown[:old] = rows
+        grown[old:vocab_size] = rows.mean(dim=0)
+        state[key] = grown
+    new.load_state_dict(state)
+    return new.to(device=weight.device, dtype=weight.dtype).train(model.training)
 
 
 # --------------------------------------------------------------------------------- SFT batches

@@ -5,7 +5,7 @@ instruction set of chapter 10.
 """
 from .batching import get_batch, train_val_split
 from .corpora import CORPORA, CorpusInfo, available, cache_dir, fetch_corpus, load_text
-from .instructions import TOY_TASKS, toy_instructions
+from .instructions import TOY_SYSTEM_PROMPTS, TOY_TASKS, toy_chats, toy_instructions
 from .languages import enumerate_sequences, tiny_language
 from .toy import ToyLanguage, toy_corpus
 
@@ -15,4 +15,5 @@ __all__ = [
     "get_batch", "train_val_split",
     "enumerate_sequences", "tiny_language",
     "TOY_TASKS", "toy_instructions",
+    "TOY_SYSTEM_PROMPTS", "toy_chats",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from .._checks import ArgumentTypeError, check_int
 from .toy import ADJECTIVES, NAMES, NOUNS, VERBS, ToyLanguage
 
-__all__ = ["TOY_TASKS", "toy_instructions"]
+__all__ = ["TOY_TASKS", "TOY_SYSTEM_PROMPTS", "toy_instructions", "toy_chats"]
 
 _NUMBER_WORDS = ("one", "two", "three", "four")
 #: task name -> the instruction that starts the user's message
@@ -21,6 +21,11 @@ TOY_TASKS = {
     "name": "what is the name.",
     "plural": "is the subject plural.",
     "count": "how many sentences.",
+}
+#: system prompt -> the form of the assistant's reply, ``str.format``-ted with the bare answer
+TOY_SYSTEM_PROMPTS = {
+    "be brief.": "{}",
+    "use a sentence.": "the answer is {}.",
 }
 # The shortest text of each task, from the grammar: a one-sentence story "bob sees the cat." for
 # "name" and "count", a sentence "the cat sees the cat." (or "the cats see the cat.") for "plural".
@@ -115,3 +120,76 @@ def _user_messages(exclude: Iterable[Sequence[Mapping[str, str]]]) -> set[str]:
                                     f"as toy_instructions returns, got {conv!r:.60}")
         seen.add(first["content"])
     return seen
+
+
+def toy_chats(n: int, seed: int = 0, max_chars: int = 40,
+              exclude: Sequence[Sequence[Mapping[str, str]]] = ()) -> list[list[dict[str, str]]]:
+    """``n`` conversations of three kinds, cycled in this order so they are balanced:
+
+    0. one question and its answer, as :func:`toy_instructions` makes them (its three tasks);
+    1. the same with a **system prompt** first, one of :data:`TOY_SYSTEM_PROMPTS` (alternating),
+       which sets the form of the reply: ``"be brief."`` the bare answer, ``"use a sentence."``
+       ``"the answer is ANSWER."``;
+    2. **two turns** about one story: its name, then ``"how many sentences."`` with no text (or the
+       count first, then ``"what is the name."``; alternating), so the second answer needs the
+       story from the first turn.
+
+    Texts have at most ``max_chars`` characters (the default 40 keeps every conversation within a
+    128-position context with ChatML-style markers).  A story or question used by a conversation
+    of ``exclude`` (any user message) is not used again.  Deterministic for a given ``seed``.
+    """
+    check_int("n", n, low=0)
+    rng = random.Random(check_int("seed", seed))
+    seen = [[{"role": "user", "content": u}] for u in _user_texts(exclude)]
+    singles = toy_instructions(n, seed=rng.getrandbits(32), max_chars=max_chars, exclude=seen)
+    used = seen + [[c[0]] for c in singles] + [[{"role": "user", "content": f"{q} {_text(c)}"}]
+                                               for c in singles for q in TOY_TASKS.values()]
+    stories = toy_instructions(n, seed=rng.getrandbits(32), tasks=("name",), max_chars=max_chars, exclude=used)
+    systems = list(TOY_SYSTEM_PROMPTS)
+    out: list[list[dict[str, str]]] = []
+    for i in range(n):
+        kind, turn = i % 3, (i // 3) % 2
+        if kind == 0:
+            out.append(singles[i])
+        elif kind == 1:
+            user, answer = singles[i]
+            system = systems[turn]
+            out.append([{"role": "system", "content": system}, user,
+                        {"role": "assistant", "content": TOY_SYSTEM_PROMPTS[system].format(answer["content"])}])
+        else:
+            story = _text(stories[i])
+            name, count = story.split()[0], _NUMBER_WORDS[story.count(".") - 1]
+            (q1, a1), (q2, a2) = ((("name", name), ("count", count)) if turn == 0
+                                  else (("count", count), ("name", name)))
+            out.append([{"role": "user", "content": f"{TOY_TASKS[q1]} {story}"},
+                        {"role": "assistant", "content": a1},
+                        {"role": "user", "content": TOY_TASKS[q2]},
+                        {"role": "assistant", "content": a2}])
+    return out
+
+
+def _text(conv: Sequence[Mapping[str, str]]) -> str:
+    """The toy text of a :func:`toy_instructions` conversation: its question without the instruction."""
+    return conv[0]["content"].split(". ", 1)[1]
+
+
+def _user_texts(exclude: Iterable[Sequence[Mapping[str, str]]]) -> set[str]:
+    """Every user message of every conversation in ``exclude``, and each toy text they hold asked
+    as every task's question (so a held-out story is never seen with another question either)."""
+    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+        raise ArgumentTypeError(f"exclude must be a list of conversations, got {type(exclude).__name__}")
+    out = set()
+    for i, conv in enumerate(exclude):
+        ok = isinstance(conv, Sequence) and not isinstance(conv, str) and conv and all(
+            isinstance(m, Mapping) and isinstance(m.get("content"), str) for m in conv)
+        if not ok:
+            raise ArgumentTypeError(f"exclude[{i}] must be a conversation, a list of {{'role', 'content'}} dicts, "
+                                    f"got {conv!r:.60}")
+        for m in conv:
+            if m.get("role") == "user":
+                out.add(m["content"])
+                instruction = next((q for q in TOY_TASKS.values() if m["content"].startswith(q + " ")), None)
+                if instruction is not None:
+                    text = m["content"][len(instruction) + 1:]
+                    out.update(f"{q} {text}" for q in TOY_TASKS.values())
+    return out

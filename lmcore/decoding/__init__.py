@@ -9,6 +9,8 @@ from . import sampling
 from .beam import BeamHypothesis, beam_search
 from .generation import context_window_start, generate
 from .sampling import (
+                       FILTER_ORDERS,
+                       apply_repetition_penalty,
                        apply_temperature,
                        filter_probs,
                        min_p_filter,
@@ -22,5 +24,5 @@ from .scoring import sequence_logprob, sequence_logprobs
 __all__ = [
     "generate", "context_window_start", "beam_search", "BeamHypothesis", "sequence_logprob", "sequence_logprobs",
     "sampling", "validate_sampling_args", "apply_temperature", "top_k_filter", "top_p_filter", "min_p_filter",
-    "filter_probs", "sample_next",
+    "filter_probs", "sample_next", "apply_repetition_penalty", "FILTER_ORDERS",
 ]

@@ -11,6 +11,17 @@
 
 After each filter the kept probabilities are renormalised to sum to 1, so top-p is measured on the
 distribution top-k left behind (min-p is a ratio, so renormalising does not change it).
+
+That order, temperature first, is Hugging Face's (``generate``'s warpers). ``filter_order =
+"temperature-last"`` is llama.cpp's default chain instead: top-k, top-p and min-p choose the kept
+set on the model's own distribution ``softmax(logits)``, and the temperature then reshapes only
+the kept tokens, ``softmax(logits / T)`` renormalised over that set. The two agree at ``T = 1``;
+at ``T > 1`` temperature-first keeps more tokens (a flatter distribution reaches ``p`` later and
+has more tokens above ``min_p`` times its maximum), at ``T < 1`` fewer (top-k keeps the same set
+either way, the ranking does not change).
+
+``apply_repetition_penalty`` is the CTRL penalty (Keskar et al., 2019), applied to the logits
+before all of the above, as Hugging Face's ``RepetitionPenaltyLogitsProcessor`` does.
 ``sample_next`` then draws one token per row by inverting the cumulative distribution with one
 uniform number per row: the same generator state always gives the same token.
 
@@ -26,19 +37,23 @@ import math
 
 import torch
 
-from .._checks import ArgumentTypeError, check_float, check_int
+from .._checks import ArgumentTypeError, check_choice, check_float, check_int, check_token_ids
 
 __all__ = ["validate_sampling_args", "apply_temperature", "top_k_filter", "top_p_filter", "min_p_filter",
-           "filter_probs", "sample_next"]
+           "filter_probs", "sample_next", "apply_repetition_penalty", "FILTER_ORDERS"]
+
+#: ``filter_order`` values: temperature before the filters (Hugging Face, the default) or after (llama.cpp).
+FILTER_ORDERS = ("temperature-first", "temperature-last")
 
 
 def validate_sampling_args(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                           min_p: float | None = None) -> None:
+                           min_p: float | None = None, filter_order: str = "temperature-first") -> None:
     """Raise ``ValueError`` naming the first bad argument."""
     check_float("temperature", temperature, low=0)          # 0 = greedy
     check_int("top_k", top_k, low=1, optional=True)
     check_float("top_p", top_p, low=0, high=1, low_open=True, optional=True)
     check_float("min_p", min_p, low=0, high=1, optional=True)
+    check_choice("filter_order", filter_order, FILTER_ORDERS)
 
 
 def _check_scores(name: str, x: torch.Tensor, what: str) -> None:
@@ -163,18 +178,7 @@ def min_p_filter(probs: torch.Tensor, min_p: float) -> torch.Tensor:
     return _min_p(probs, min_p)
 
 
-def filter_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
-    """Logits (..., vocab) -> filtered, renormalised probabilities (..., vocab), in float32 or wider.
-
-    Order: temperature, top-k, top-p, min-p (see the module docstring). Removed tokens get
-    probability exactly 0.
-    """
-    validate_sampling_args(temperature, top_k, top_p, min_p)
-    _check_logits(logits)
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()          # cumulative sums in half precision drift visibly
-    probs = _temperature(logits, temperature)
+def _filters(probs: torch.Tensor, top_k: int | None, top_p: float | None, min_p: float | None) -> torch.Tensor:
     if top_k is not None:
         probs = _top_k(probs, top_k)
     if top_p is not None and top_p < 1:
@@ -182,6 +186,51 @@ def filter_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | No
     if min_p is not None and min_p > 0:
         probs = _min_p(probs, min_p)
     return probs
+
+
+def filter_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, min_p: float | None = None,
+                 filter_order: str = "temperature-first") -> torch.Tensor:
+    """Logits (..., vocab) -> filtered, renormalised probabilities (..., vocab), in float32 or wider.
+
+    ``filter_order="temperature-first"`` (the default, Hugging Face's): temperature, top-k, top-p,
+    min-p. ``"temperature-last"`` (llama.cpp's): top-k, top-p, min-p on ``softmax(logits)``, then
+    ``softmax(logits / T)`` over the kept tokens (see the module docstring). Removed tokens get
+    probability exactly 0.
+    """
+    validate_sampling_args(temperature, top_k, top_p, min_p, filter_order)
+    _check_logits(logits)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()          # cumulative sums in half precision drift visibly
+    if filter_order == "temperature-first":
+        return _filters(_temperature(logits, temperature), top_k, top_p, min_p)
+    kept = _filters(_temperature(logits, 1.0), top_k, top_p, min_p) > 0
+    # the top token is always kept, so every row keeps a finite logit
+    return _temperature(logits.masked_fill(~kept, -math.inf), temperature)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The CTRL repetition penalty (Keskar et al., 2019): logits (B, vocab) with every token that
+    occurs in ``context`` (B, T) (ids; the prompt and what was generated so far) penalised once,
+    however often it occurs: a logit ``z > 0`` becomes ``z / penalty``, any other ``z * penalty``.
+
+    ``penalty > 1`` discourages repeats, ``1`` changes nothing, ``< 1`` encourages them. The same rule
+    as Hugging Face's ``RepetitionPenaltyLogitsProcessor``; apply it before ``filter_probs`` /
+    ``sample_next``. Returns a new tensor.
+    """
+    check_float("penalty", penalty, low=0, low_open=True)
+    _check_scores("logits", logits, "scores")
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
+    if not isinstance(context, torch.Tensor) or context.dim() != 2 or context.shape[0] != logits.shape[0]:
+        got = tuple(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
+        raise ValueError(f"context must be a (batch, time) tensor of token ids with the logits' batch size "
+                         f"{logits.shape[0]}, got {got}")
+    if not torch.compiler.is_compiling():      # the range is read on the CPU only (see check_token_ids)
+        check_token_ids("context", context, logits.shape[-1])
+    context = context.long()                   # gather and scatter index with int64
+    seen = logits.gather(-1, context)
+    return logits.scatter(-1, context, torch.where(seen > 0, seen / penalty, seen * penalty))
 
 
 def _uniform(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -202,19 +251,20 @@ def _uniform(n: int, generator: torch.Generator | None, device: torch.device, dt
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, min_p: float | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, filter_order: str = "temperature-first") -> torch.Tensor:
     """Draw one token per row of ``logits`` (B, vocab); returns ids (B, 1).
 
     Greedy (``temperature=0``) takes the arg-max and uses no random numbers. Otherwise one uniform
     ``u`` per row is drawn from ``generator`` and the token is the first whose cumulative
     probability exceeds ``u`` (inverse-CDF sampling). Tokens with probability 0 are never chosen.
+    ``filter_order``: see :func:`filter_probs`.
     """
     _check_scores("logits", logits, "scores")
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ArgumentTypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
-    probs = filter_probs(logits, temperature, top_k, top_p, min_p)
+    probs = filter_probs(logits, temperature, top_k, top_p, min_p, filter_order)
     if temperature == 0:
         return probs.argmax(dim=-1, keepdim=True)
     cdf = probs.cumsum(dim=-1)                                                 # (B, V)

@@ -7,13 +7,14 @@ and prints ``PASS`` or ``FAIL`` with a hint that names the mistake without givin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_sinusoidal_table", "check_apply_rope", "check_alibi_bias"]
+__all__ = ["check_sinusoidal_table", "check_apply_rope", "check_alibi_bias", "check_receptive_field",
+           "RECEPTIVE_CASES"]
 
 
 def _as_tensor(value, what: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -172,3 +173,52 @@ def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor], quiet: bool
                               "and the bias should grow linearly with the distance i - j")
 
     return run_check("alibi_bias", body, quiet)
+
+
+# --- exercise (an experiment): the receptive field of sliding-window attention ----------------------
+
+#: The (window, n_layer) settings of the experiment; a context of 64 positions holds every reach.
+RECEPTIVE_CASES = ((4, 1), (4, 2), (8, 3), (16, 2))
+
+
+def check_receptive_field(measured: Mapping[tuple[int, int], int], quiet: bool = False) -> bool:
+    """Check ``measured``: ``{(window, n_layer): reach}`` for every case in ``RECEPTIVE_CASES``, where
+    ``reach`` is how many positions before the last one the earliest token sits whose change alters
+    the last position's logits, in a ``GPT`` with that ``window`` and ``n_layer``.
+
+    The reference is the argument of the chapter: one layer passes on what its query's window saw,
+    ``window - 1`` positions back, and the layers add up, ``n_layer * (window - 1)``."""
+    def body() -> None:
+        if callable(measured) or not isinstance(measured, Mapping):
+            raise CheckFailed(f"pass the dict of your measurements {{(window, n_layer): reach}}, "
+                              f"got {type(measured).__name__}")
+        missing = [case for case in RECEPTIVE_CASES if case not in measured]
+        if missing:
+            raise CheckFailed(f"no measurement for (window, n_layer) = {', '.join(map(str, missing))}; the keys "
+                              f"are the pairs {RECEPTIVE_CASES}")
+        for (W, L) in RECEPTIVE_CASES:
+            got = measured[(W, L)]
+            got = got.item() if hasattr(got, "item") else got
+            if isinstance(got, bool) or not isinstance(got, (int, float)) or not float(got).is_integer():
+                raise CheckFailed(f"measured[{(W, L)}] should be a whole number of positions, got {got!r}")
+            want = L * (W - 1)
+            if got == want:
+                continue
+            if got in (want + 1, L * W):
+                hint = ("report the distance back from the last position to the earliest one that matters, not "
+                        "the number of positions that matter (the last one included): a window of W positions "
+                        "includes the query's own, so one layer reaches W - 1 positions back")
+            elif got == W - 1 and L > 1:
+                hint = ("that is the reach of a single layer; every layer mixes in what the previous one's window "
+                        "saw, so measure at the logits of the full model with n_layer layers")
+            elif got > want:
+                hint = ("tokens further back than the window allows changed the logits: did you build the model "
+                        "with window=W?")
+            else:
+                hint = ("you found fewer positions than the model can reach: use a sequence longer than the reach, "
+                        "perturb every earlier position, and compare the logits exactly (torch.equal), not within "
+                        "a tolerance: a change that crossed several layers can be small")
+            raise CheckFailed(f"for window={W}, n_layer={L} you measured a reach of {got}, which is not what the "
+                              f"model does; {hint}")
+
+    return run_check("receptive_field", body, quiet)

@@ -6,14 +6,16 @@ independent reference computed here, and prints ``PASS`` or ``FAIL`` with a hint
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 from ..models import KVCache
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_kv_cache_bytes", "check_cached_attention_step"]
+__all__ = ["check_kv_cache_bytes", "check_cached_attention_step", "check_window_step_flops",
+           "WINDOW_CONFIG", "WINDOW_POSITIONS"]
 
 
 # --- exercise 1: the memory of a KV cache ---------------------------------------------------------
@@ -123,3 +125,68 @@ def check_cached_attention_step(cached_attention_step: Callable[..., torch.Tenso
                                       "(itself included), with scores scaled by 1/sqrt(head_dim)")
 
     return run_check("cached_attention_step", body, quiet)
+
+
+# --- exercise 4 (an experiment): the FLOPs of a cached step with a sliding window -----------------
+
+#: The model of the experiment: the chapter's CPU timing model with a window of 32 positions, and the
+#: written-out attention, whose matrix products FlopCounterMode counts (it does not see the fused kernel).
+WINDOW_CONFIG: dict[str, Any] = dict(vocab_size=256, context_length=512, n_layer=4, n_head=4, n_embd=192, window=32,
+                                     attn_impl="reference")
+#: The positions ``t`` at which a cached step is measured (the step feeds the token at position ``t``).
+WINDOW_POSITIONS = (8, 16, 32, 64, 128, 256)
+
+
+def _flops(T: int, keys: int, fused_attention: bool = False) -> int:
+    """FLOPs of one forward pass of WINDOW_CONFIG with ``T`` new tokens whose queries each read ``keys``
+    keys, logits for the last token only, summed from the shapes of the matrix products: weights,
+    attention (left out if ``fused_attention``: FlopCounterMode does not see that kernel) and the head."""
+    c = WINDOW_CONFIG
+    d, n_layer, vocab = int(c["n_embd"]), int(c["n_layer"]), int(c["vocab_size"])
+    per_layer = 2 * T * (d * 3 * d + d * d + d * 4 * d + 4 * d * d)    # qkv, output proj., MLP up, MLP down
+    if not fused_attention:
+        per_layer += 2 * 2 * T * keys * d                               # Q Kᵀ and A V over all heads
+    return n_layer * per_layer + 2 * d * vocab
+
+
+def check_window_step_flops(measured: Mapping[int, float], quiet: bool = False) -> bool:
+    """Check ``measured``: ``{t: FLOPs}`` counted by ``FlopCounterMode`` for one cached step of a model
+    built from ``WINDOW_CONFIG`` (after a prefill of ``t`` tokens, one new token at position ``t``, logits
+    for it only), for every ``t`` in ``WINDOW_POSITIONS``.
+
+    The reference counts the matrix products from their shapes: the step's query reads its own key
+    and the cached ones, at most ``window`` in all."""
+    W = int(WINDOW_CONFIG["window"])
+
+    def body() -> None:
+        if callable(measured) or not isinstance(measured, Mapping):
+            raise CheckFailed(f"pass the dict of your measurements {{t: FLOPs}}, got {type(measured).__name__}")
+        missing = [t for t in WINDOW_POSITIONS if t not in measured]
+        if missing:
+            raise CheckFailed(f"no measurement for t = {', '.join(map(str, missing))}; the keys are the "
+                              f"positions {WINDOW_POSITIONS}")
+        for t in WINDOW_POSITIONS:
+            got = measured[t]
+            got = got.item() if hasattr(got, "item") else got
+            if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got):
+                raise CheckFailed(f"measured[{t}] should be a number of FLOPs, got {got!r}")
+            if got == _flops(1, min(t + 1, W)):        # its own key and the cached ones, at most W
+                continue
+            if got == _flops(1, 0, fused_attention=True):
+                hint = ("your count has no attention in it: FlopCounterMode does not see the fused attention "
+                        "kernel, so build the model with attn_impl='reference'")
+            elif got == _flops(1, t + 1):
+                hint = ("your step reads every cached position: build the model with the window "
+                        "(WINDOW_CONFIG includes window=32)")
+            elif got in (_flops(t + 1, t + 1), _flops(t, t)):
+                hint = ("you counted a forward pass over the whole sequence, or the prefill: count only the "
+                        "one-token step that follows a prefill of t tokens")
+            elif got in (_flops(1, min(t, W)), _flops(1, min(t + 2, W))):
+                hint = ("your step sits at the wrong position: prefill exactly t tokens, so that the step feeds "
+                        "the token at position t (whose query reads its own key as well)")
+            else:
+                hint = ("count one cached step of a model built from WINDOW_CONFIG, after a prefill of t tokens, "
+                        "with last_only=True, as counted_flops does in the chapter")
+            raise CheckFailed(f"measured[{t}] = {got:,.0f} is not the FLOPs of that step; {hint}")
+
+    return run_check("window_step_flops", body, quiet)

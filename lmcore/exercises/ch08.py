@@ -3,16 +3,28 @@
 ``check_top_p(fn)`` and ``check_min_p(fn)`` run the student's filter on fixed and random
 distributions, compare it with a reference written here (a plain loop over sorted probabilities,
 independent of ``lmcore.decoding.sampling``) and print ``PASS`` or ``FAIL`` with a hint.
+``check_penalty_window(repeats)`` checks a measurement: the repeated word 4-grams of greedy decoding
+with a repetition penalty that sees only the last W characters, against the same run made here.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
 
 import torch
 
+from ..decoding import apply_repetition_penalty, context_window_start
+from ..zoo import pretrained
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_top_p", "check_min_p"]
+__all__ = ["check_top_p", "check_min_p", "check_penalty_window", "PENALTY_WINDOWS", "PENALTY", "PENALTY_CHARS"]
+
+#: the experiment of the penalty-window exercise: greedy decoding of PENALTY_CHARS characters after a
+#: newline, penalty PENALTY on every character among the last W of the text, for each W here
+PENALTY_WINDOWS = (16, 32, 64, 128)
+PENALTY, PENALTY_CHARS = 1.5, 600
 
 
 def _reference_top_p(probs: torch.Tensor, p: float) -> torch.Tensor:
@@ -96,3 +108,73 @@ def check_min_p(min_p_filter: Callable[[torch.Tensor, float], torch.Tensor], qui
             _compare(min_p_filter, batch, m, _reference_min_p, f"a (3, 4, 12) batch with min_p = {m}", hint)
 
     return run_check("min_p_filter", body, quiet)
+
+
+def _repeated_4grams(text: str) -> float:
+    """Fraction of the word 4-grams of ``text`` that already occurred earlier in it (the chapter's measure)."""
+    words = text.split()
+    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+    return sum(g in set(grams[:i]) for i, g in enumerate(grams)) / max(1, len(grams))
+
+
+@torch.no_grad()
+def _greedy_penalised(window: int | None) -> str:
+    """The chapter's toy-char model, greedy, with the penalty on the last ``window`` ids (None: all);
+    the same context window and KV cache as ``lmcore.generate``."""
+    model, tok = pretrained("toy-char", device="cpu", progress=False)
+    seq = torch.tensor([tok.encode("\n") + [0] * PENALTY_CHARS])
+    cache, start, n = model.make_cache(1), 0, 1
+    for _ in range(PENALTY_CHARS):
+        start = context_window_start(n, start, model.config.context_length)
+        if cache.length != n - 1 - start:            # first step, or the window restarted
+            cache.reset()
+            logits = model(seq[:, start:n], kv_cache=cache, last_only=True)[0][:, -1]
+        else:
+            logits = model(seq[:, n - 1:n], kv_cache=cache, last_only=True)[0][:, -1]
+        seen = seq[:, :n] if window is None else seq[:, max(0, n - window):n]
+        seq[0, n] = apply_repetition_penalty(logits, seen, PENALTY).argmax(-1)[0]
+        n += 1
+    return tok.decode(seq[0, 1:].tolist())
+
+
+@lru_cache(maxsize=1)
+def _penalty_references() -> dict[int | None, float]:
+    return {w: _repeated_4grams(_greedy_penalised(w)) for w in (*PENALTY_WINDOWS, None)}
+
+
+def check_penalty_window(repeats: Mapping[int, float], quiet: bool = False) -> bool:
+    """Check the measured ``repeats``: ``{W: fraction of repeated word 4-grams}`` of greedy decoding of
+    ``PENALTY_CHARS`` characters after a newline, with the repetition penalty ``PENALTY`` applied to
+    the characters among the last ``W`` of the text so far, for every W in ``PENALTY_WINDOWS``.
+    Each value must be within 0.02 of the same run made here."""
+    def body() -> None:
+        if callable(repeats) or not isinstance(repeats, Mapping):
+            raise CheckFailed(f"pass the dict of your results {{W: fraction}}, got {type(repeats).__name__}")
+        if not repeats:
+            raise CheckFailed("no results yet: run the greedy decoding once per window W and fill in the dict")
+        missing = [w for w in PENALTY_WINDOWS if w not in repeats]
+        if missing:
+            raise CheckFailed(f"no result for W = {', '.join(map(str, missing))}; the keys are the windows "
+                              f"{PENALTY_WINDOWS}")
+        values = {}
+        for w in PENALTY_WINDOWS:
+            v: Any = repeats[w]
+            v = v.item() if hasattr(v, "item") else v          # a 0-d tensor or numpy number
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise CheckFailed(f"repeats[{w}] should be a number (a fraction of word 4-grams), got {v!r}")
+            values[w] = float(v)
+        if any(not 0 <= v <= 1 for v in values.values()):
+            raise CheckFailed("a fraction lies in [0, 1]: report 0.25, not 25 (%)")
+        refs = _penalty_references()
+        if len(set(refs[w] for w in PENALTY_WINDOWS)) > 1 and all(abs(values[w] - refs[None]) <= 0.02
+                                                                  for w in PENALTY_WINDOWS):
+            raise CheckFailed("every W gives the same number, the one of a penalty on the whole text: penalise "
+                              "only the ids among the last W (seq[:, -W:]), recomputed at every step")
+        for w in PENALTY_WINDOWS:
+            if abs(values[w] - refs[w]) > 0.02:
+                raise CheckFailed(f"repeats[{w}] is off: decode greedily (temperature 0) for {PENALTY_CHARS} "
+                                  f"characters without stopping at newlines, apply the penalty {PENALTY} to the "
+                                  "logits before the arg-max, and count word 4-grams with the chapter's "
+                                  "repeated_ngram_fraction")
+
+    return run_check("penalty_window", body, quiet)

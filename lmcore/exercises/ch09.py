@@ -1,8 +1,9 @@
 """Checks for the exercises of the chapter "Scaling laws".
 
-``check_training_flops(fn)``, ``check_fit_power_law(fn)`` and ``check_compute_optimal(fn)`` call
-the student's function on fixed cases, compare it with a reference written here from the
-definitions (independent of ``lmcore.scaling``) and print ``PASS`` or ``FAIL`` with a hint.
+``check_training_flops(fn)``, ``check_fit_power_law(fn)``, ``check_compute_optimal(fn)`` and
+``check_optimal_size_exponent(fn, runs)`` call the student's function on fixed cases, compare it
+with a reference written here from the definitions (independent of ``lmcore.scaling``'s functions;
+only its ``SweepPoint`` data type is used) and print ``PASS`` or ``FAIL`` with a hint.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from collections.abc import Callable
 import numpy as np
 
 from ..models import GPTConfig
+from ..scaling import SweepPoint
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_training_flops", "check_fit_power_law", "check_compute_optimal"]
+__all__ = ["check_training_flops", "check_fit_power_law", "check_compute_optimal", "check_optimal_size_exponent"]
 
 
 def _non_embedding_params(cfg: GPTConfig) -> int:
@@ -123,3 +125,79 @@ def check_compute_optimal(compute_optimal: Callable[[float, float], tuple[float,
                                   "C = 6·N·D and solve for N")
 
     return run_check("compute_optimal", body, quiet)
+
+
+# ------------------------------------------------------------------ IsoFLOP exponent (ex-09-6)
+def _vertex_exponent(runs: dict, count: str) -> float:
+    """Reference: per budget the vertex of the least-squares parabola of loss on ln N, then the
+    slope of ln N_opt on ln C, written out with numpy alone."""
+    log_c, log_n = [], []
+    for compute, points in sorted(runs.items()):
+        x = np.log([p.params_total if count == "total" else p.params for p in points])
+        c2, c1, _ = np.polyfit(x, [p.val_loss for p in points], 2)
+        log_c.append(math.log(compute))
+        log_n.append(-c1 / (2 * c2))
+    return float(np.polyfit(log_c, log_n, 1)[0])
+
+
+def _synthetic_runs() -> dict:
+    """IsoFLOP runs of a made-up model family (embeddings 26·E, non-embedding 24·E²) whose loss is a
+    Chinchilla law in the total parameters: fixed cases on which both conventions differ."""
+    runs = {}
+    for compute in (5e8, 2e9, 8e9):
+        points = []
+        for width in (8, 12, 16, 24, 32, 48):
+            n_total = 24 * width ** 2 + 26 * width
+            tokens = compute / (6 * n_total)
+            loss = 0.35 + 400 / n_total ** 0.45 + 300 / tokens ** 0.4
+            points.append(SweepPoint(2, 2, width, n_total - 26 * width, n_total, int(tokens), 100, int(compute), 0,
+                                     float(loss), 0.0))
+        runs[compute] = points
+    return runs
+
+
+def check_optimal_size_exponent(optimal_size_exponent: Callable, runs: dict | None = None,
+                                quiet: bool = False) -> bool:
+    """Check ``optimal_size_exponent(runs, count) -> a`` in ``N_opt ∝ C^a``: per budget of ``runs``
+    (``{compute: [SweepPoint, ...]}``) the vertex of the parabola of loss against ln N, with N
+    counted as ``count`` ("total", Chinchilla's, or "non_embedding", Kaplan's), then the slope of
+    ln N_opt against ln C. Checked on fixed made-up runs, and on ``runs`` when given."""
+
+    def body() -> None:
+        cases = [("made-up runs", _synthetic_runs())] + ([("the chapter's runs", runs)] if runs else [])
+        for what, case in cases:
+            got = {}
+            for count in ("total", "non_embedding"):
+                out = optimal_size_exponent(case, count)
+                if isinstance(out, bool) or not isinstance(out, (int, float, np.integer, np.floating)):
+                    raise CheckFailed(f"return the exponent a as a number, got {type(out).__name__}")
+                got[count] = float(out)
+            want = {count: _vertex_exponent(case, count) for count in got}
+            for count in ("total", "non_embedding"):
+                if math.isclose(got[count], want[count], rel_tol=1e-3, abs_tol=1e-4):
+                    continue
+                other = "non_embedding" if count == "total" else "total"
+                if math.isclose(got[count], want[other], rel_tol=1e-3, abs_tol=1e-4):
+                    raise CheckFailed(f"{what}: with count={count!r} you counted parameters the other way. "
+                                      "SweepPoint.params leaves the embeddings out (Kaplan's N); "
+                                      "SweepPoint.params_total counts every parameter (Chinchilla's N)")
+                best = _best_run_exponent(case, count)
+                if math.isclose(got[count], best, rel_tol=1e-3, abs_tol=1e-4):
+                    raise CheckFailed(f"{what}: you took the size of each budget's best run; take the vertex of "
+                                      "the parabola fitted to loss against ln N, which can fall between sizes")
+                raise CheckFailed(f"{what}, count={count!r}: a = {got[count]:.4f} is wrong. Per budget, fit "
+                                  "loss = c0 + c1·x + c2·x² with x = ln N (np.polyfit), take the vertex "
+                                  "x = -c1 / (2·c2), then fit a straight line of the vertices' x against ln C: "
+                                  "its slope is a")
+
+    return run_check("optimal_size_exponent", body, quiet)
+
+
+def _best_run_exponent(runs: dict, count: str) -> float:
+    """A plausible wrong answer: the slope through each budget's best run instead of its vertex."""
+    log_c, log_n = [], []
+    for compute, points in sorted(runs.items()):
+        best = min(points, key=lambda p: p.val_loss)
+        log_c.append(math.log(compute))
+        log_n.append(math.log(best.params_total if count == "total" else best.params))
+    return float(np.polyfit(log_c, log_n, 1)[0])

@@ -5,16 +5,25 @@
 * ``check_lora_forward(fn)``: ``fn(x, W, b, A, B, alpha, r) -> y``, the output of a LoRA layer.
 * ``check_lora_param_count(fn)``: ``fn(n_layer, n_embd, r) -> int``, the adapter parameters that
   ``apply_lora`` adds to a ``GPT`` with the default targets, counted on real models here.
+* ``check_adapter_scale(sweep, model, template, conversations)``, an experiment: ``sweep(model)``
+  returns ``{s: loss}``, the loss on the answers of ``conversations`` with every adapter of
+  ``model`` scaled by ``s`` (``scaling = s * alpha / r``), for each ``s`` in ``ADAPTER_SCALES``,
+  and restores the trained scales; the check measures the losses again.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_assistant_mask", "check_lora_forward", "check_lora_param_count"]
+__all__ = ["check_assistant_mask", "check_lora_forward", "check_lora_param_count", "check_adapter_scale",
+           "ADAPTER_SCALES"]
+
+#: the adapter scales of the experiment (0: the base model, 1: the trained adapter)
+ADAPTER_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 def _conversations() -> list[list[dict[str, str]]]:
@@ -142,3 +151,89 @@ def check_lora_param_count(lora_param_count: Callable, quiet: bool = False) -> b
             raise CheckFailed(f"n_layer={n_layer}, n_embd={n_embd}, r={r}: you said {got}; {hint}")
 
     return run_check("lora_param_count", body, quiet)
+
+
+@torch.no_grad()
+def _answer_losses(model, template, conversations) -> tuple[float, float]:
+    """(token-weighted mean, mean over conversations) of the masked loss on the assistant's tokens."""
+    from ..alignment.sft import sft_example
+
+    device = next(model.parameters()).device
+    total = count = 0.0
+    per_conv = []
+    for conv in conversations:
+        x, y = sft_example(template.encode(conv))
+        n = int((y != -100).sum())
+        loss = model(x[None].to(device), y[None].to(device))[1].item()
+        total, count = total + loss * n, count + n
+        per_conv.append(loss)
+    return total / count, sum(per_conv) / len(per_conv)
+
+
+def check_adapter_scale(sweep: Callable, model, template, conversations: Sequence, quiet: bool = False) -> bool:
+    """Check ``sweep(model) -> {s: answer loss}`` for every ``s`` in ``ADAPTER_SCALES``, where the answer
+    loss is the masked loss on the assistant's tokens of ``conversations`` averaged over all those
+    tokens (as ``answer_loss`` in the chapter), measured with every ``LoRALinear`` of ``model`` at
+    ``scaling = s * alpha / r``; ``sweep`` must restore the trained scales.  The check then sets the
+    scales itself, measures, and restores them."""
+    from ..models.lora import lora_modules
+
+    def body() -> None:
+        layers = lora_modules(model)
+        if not layers:
+            raise CheckFailed("model has no LoRA adapters: pass the LoRA model you measured")
+        if any(layer.merged for layer in layers):
+            raise CheckFailed("the adapters are merged into the weights, so changing their scale does nothing: "
+                              "unmerge_lora(model) first")
+        saved = [layer.scaling for layer in layers]
+        try:
+            measured = sweep(model)
+        finally:
+            restored = [layer.scaling for layer in layers]
+            for layer, scaling in zip(layers, saved):
+                layer.scaling = scaling
+        if restored != saved:
+            raise CheckFailed("after your sweep the adapters keep the last scale you set: restore each layer's "
+                              "trained scaling at the end")
+        if not isinstance(measured, Mapping):
+            raise CheckFailed(f"return the dict of your measurements {{s: loss}}, got {type(measured).__name__}")
+        missing = [s for s in ADAPTER_SCALES if s not in measured]
+        if missing:
+            raise CheckFailed(f"no measurement for s = {', '.join(map(str, missing))}; the keys are {ADAPTER_SCALES}")
+        got = {}
+        for s in ADAPTER_SCALES:
+            v = measured[s]
+            v = v.item() if hasattr(v, "item") else v
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise CheckFailed(f"measured[{s}] should be a loss in nats per token, got {v!r}")
+            got[s] = float(v)
+        want, per_conv = {}, {}
+        try:
+            for s in ADAPTER_SCALES:
+                for layer in layers:
+                    layer.scaling = s * layer.alpha / layer.r
+                want[s], per_conv[s] = _answer_losses(model, template, conversations)
+        finally:
+            for layer, scaling in zip(layers, saved):
+                layer.scaling = scaling
+
+        def close(a: float, b: float) -> bool:
+            return math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-4)
+
+        wrong = [s for s in ADAPTER_SCALES if not close(got[s], want[s])]
+        if not wrong:
+            return
+        if all(close(got[s], got[ADAPTER_SCALES[0]]) for s in ADAPTER_SCALES):
+            hint = ("every scale gives the same loss: set layer.scaling = s * layer.alpha / layer.r on every "
+                    "LoRALinear of lora_modules(model) before measuring")
+        elif all(close(got[s], per_conv[s]) for s in ADAPTER_SCALES):
+            hint = ("you averaged the loss per conversation; weight each conversation by its number of answer "
+                    "tokens (the mean over all answer tokens)")
+        elif not close(got[0.0], want[0.0]):
+            hint = "at s = 0 every adapter is switched off, so the loss must be the base model's"
+        else:
+            hint = ("at s = 1 the loss must be the trained adapter's: s multiplies the trained factor, "
+                    "scaling = s * alpha / r")
+        raise CheckFailed(f"measured[{wrong[0]}] = {got[wrong[0]]:.4g} does not match the loss at that scale; {hint}")
+
+    return run_check("adapter_scale", body, quiet)

@@ -13,7 +13,7 @@ import torch
 
 from ._check import CheckFailed, run_check
 
-__all__ = ["check_bradley_terry_loss", "check_exact_posterior"]
+__all__ = ["check_bradley_terry_loss", "check_exact_posterior", "check_verifier_kl"]
 
 
 def _as_float(x, what: str) -> float:
@@ -112,3 +112,56 @@ def check_exact_posterior(exact_posterior: Callable[[torch.Tensor, torch.Tensor,
                     else "the posterior is π0(x)·exp(r(x)/β), normalised over the whole space")
             raise CheckFailed(f"{case}: wrong posterior; {hint}")
     return run_check("exact_posterior", body, quiet)
+
+
+# --- exercise 4 (experimental): what a verifier's posterior costs in KL -----------------------------
+
+def _verifier_reference(prior: list[float], passed: list[float], beta: float) -> dict[str, float]:
+    """KL(π* ‖ π0) and the other numbers a student may report instead, in plain Python floats."""
+    total = sum(prior)
+    prior = [p / total for p in prior]             # float32 log-probabilities sum to 1 only nearly
+    z = sum(p * math.exp(v / beta) for p, v in zip(prior, passed))
+    post = [p * math.exp(v / beta) / z for p, v in zip(prior, passed)]
+    q = sum(p for p, v in zip(prior, passed) if v)
+    reward = sum(w * v for w, v in zip(post, passed))
+    reverse = sum(p * math.log(p / w) for p, w in zip(prior, post) if p > 0)
+    return {"kl": reward / beta - math.log(z), "reverse": reverse, "limit": -math.log(q),
+            "no_log_z": reward / beta, "reward": reward}
+
+
+def check_verifier_kl(kl, prior_logprobs: torch.Tensor, passed: torch.Tensor, beta: float,
+                      quiet: bool = False) -> bool:
+    """Check a measured ``kl`` = ``KL(π* ‖ π0)`` of the posterior for the 0/1 reward ``passed`` at ``beta``.
+
+    ``prior_logprobs`` (N,) are the prior's log-probabilities of every string of the space and
+    ``passed`` (N,) the verifier's verdicts (1 or 0), as the chapter computes them.
+    """
+    def body() -> None:
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta > 0:
+            raise CheckFailed(f"beta must be a positive number, got {beta!r}")
+        prior = torch.as_tensor(prior_logprobs, dtype=torch.float64).flatten().exp().tolist()
+        verdicts = torch.as_tensor(passed, dtype=torch.float64).flatten().tolist()
+        if len(prior) != len(verdicts) or any(v not in (0.0, 1.0) for v in verdicts) or not any(verdicts):
+            raise CheckFailed("pass the prior's log-probabilities and the verifier's 0/1 verdicts of the "
+                              "same strings, with at least one string that passes")
+        got = _as_float(kl, "kl")
+        ref = _verifier_reference(prior, verdicts, float(beta))
+
+        def near(x: float) -> bool:
+            return math.isclose(got, x, rel_tol=1e-3, abs_tol=1e-4)
+        if near(ref["kl"]):
+            return
+        if got < 0:
+            hint = "a KL divergence is never negative"
+        elif near(ref["reverse"]):
+            hint = "that is KL(π0 ‖ π*); the objective penalises KL(π* ‖ π0), an average under the posterior"
+        elif near(ref["no_log_z"]):
+            hint = "E[r]/β is only part of it: log π*/π0 = r/β - log Z, so subtract log Z"
+        elif near(ref["limit"]) and not near(ref["kl"]):
+            hint = f"-log q is the β → 0 limit; at beta={beta} the posterior still keeps some failing strings"
+        elif near(ref["reward"]):
+            hint = "that looks like the expected reward; report the KL divergence from the prior"
+        else:
+            hint = "compute the exact posterior at this beta and sum π*(x)·(log π*(x) - log π0(x))"
+        raise CheckFailed(f"you reported {got:.6g}; {hint}")
+    return run_check("verifier_kl", body, quiet)

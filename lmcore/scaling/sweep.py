@@ -27,6 +27,7 @@ from .._version import __version__
 from ..data import cache_dir, load_text, toy_corpus, train_val_split
 from ..models import GPT, GPTConfig
 from ..runtime import get_device, torch_threads
+from ..runtime import progress as progress_bar
 from ..tokenizers import CharTokenizer
 from ..training import TrainConfig, Trainer
 from .flops import _check_config, _plain, param_count, training_flops
@@ -86,6 +87,22 @@ class SweepPoint:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class _NoBar:
+    """What :func:`step_bar` returns when no bar is wanted: updates go nowhere."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def step_bar(show: bool, total: int, desc: str) -> Any:
+    """A :func:`lmcore.progress` bar over ``total`` optimiser steps if ``show``, else a bar that shows nothing
+    (``lmcore.progress`` is itself off where ``LMCORE_PROGRESS=0``)."""
+    return progress_bar(total=total, desc=desc, unit="step") if show else _NoBar()
 
 
 def _eval_windows(val: torch.Tensor, n: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,7 +193,8 @@ def _load_cached(path, settings: dict[str, Any]) -> list[SweepPoint] | None:
 def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, corpus: str = "toy",
               schedule: str = "constant", batch_size: int = 16, lr: float = 3e-3, warmup_steps: int = 20,
               eval_windows: int = 256, seed: int = 0, device: str | torch.device | None = None,
-              num_threads: int | None = None, cache: bool = True, verbose: bool = False) -> list[SweepPoint]:
+              num_threads: int | None = None, cache: bool = True, verbose: bool = False,
+              progress: bool = False) -> list[SweepPoint]:
     """Train ``GPT(config)`` for each config on ``corpus`` and measure the validation loss after
     each of ``token_budgets`` training tokens; returns one :class:`SweepPoint` per (config, budget),
     configs in the given order, budgets ascending.
@@ -195,7 +213,8 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     ``lmcore.data.cache_dir() / "scaling" / "<key>.json"``, the key hashing every setting, the
     corpus text, the device type, the CPU's kernel choice and the lmcore version; a later call
     with the same settings reads them back instead of training. ``num_threads``: CPU threads
-    while training (None: unchanged).
+    while training (None: unchanged). ``progress`` shows one bar over all the optimiser steps of the
+    sweep, with an ETA (:func:`lmcore.progress`; cached configs pass in an instant).
     """
     for name, value in (("configs", configs), ("token_budgets", token_budgets)):
         if isinstance(value, (GPTConfig, str)) or not isinstance(value, Iterable):
@@ -216,13 +235,16 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
     seed = check_int("seed", _plain(seed), low=0)
     num_threads = check_int("num_threads", _plain(num_threads), low=1, optional=True)
     check_float("lr", lr, low=0, low_open=True)
-    check_bool("cache", cache), check_bool("verbose", verbose)
+    check_bool("cache", cache), check_bool("verbose", verbose), check_bool("progress", progress)
     data = sweep_data(corpus)
     device = get_device(device)
     # every config checked before the first is trained: a bad last one would surface after hours
     steps_of = [_steps(config, budgets, batch_size, eval_windows, data, corpus) for config in configs]
     points: list[SweepPoint] = []
-    for config, steps in zip(configs, steps_of):
+    # the bar counts optimiser steps: one run to the last budget, or one run per budget (cosine)
+    cost = [steps[-1] if schedule == "constant" else sum(steps) for steps in steps_of]
+    bar = step_bar(progress, sum(cost), f"sweep ({schedule})")
+    for config, steps, spent in zip(configs, steps_of, cost):
         settings = {"model": _non_default_fields(config), "steps": steps, "schedule": schedule,
                     "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "eval_windows": eval_windows,
                     "seed": seed,
@@ -242,10 +264,12 @@ def run_sweep(configs: Sequence[GPTConfig], token_budgets: Sequence[int], *, cor
             if cache:
                 with atomic_write(path, "w") as f:
                     json.dump({"settings": settings, "points": [p.to_dict() for p in found]}, f, indent=1)
+        bar.update(spent)
         if verbose:
             last = found[-1]
             print(f"N = {last.params:>9,d} ({source}): val loss {last.val_loss:.3f} after {last.tokens:,d} tokens")
         points.extend(found)
+    bar.close()
     return points
 
 

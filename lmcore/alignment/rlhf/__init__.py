@@ -35,9 +35,14 @@ The pieces, one module each (all names are importable from ``lmcore.alignment.rl
 * **fine-tuning** (:mod:`.objectives`) — ``KLRegularisedObjective`` (REINFORCE with a
   leave-one-out baseline, or the exact objective on an enumerable space), ``DPOObjective``;
   ``finetune_kl`` and ``finetune_dpo`` run them through ``lmcore.Trainer``;
-  ``sample_kl_estimate`` estimates ``KL(πθ ‖ π0)`` and the reward from samples.
+  ``sample_kl_estimate`` estimates ``KL(πθ ‖ π0)`` and the reward from samples; with
+  ``prompt_len``, DPO compares two replies to one prompt and fits the conditional ``π(y | x)``.
+* **verifiable rewards** (:mod:`.grpo`) — ``group_advantages`` and ``grpo_loss`` (GRPO's
+  group-relative policy gradient), ``GRPOObjective`` / ``finetune_grpo``, and ``finetune_rft``
+  (rejection-sampling fine-tuning on accepted samples).
 """
 from ...data.languages import enumerate_sequences, tiny_language
+from .grpo import GRPOObjective, finetune_grpo, finetune_rft, group_advantages, grpo_loss
 from .objectives import (
     DPOObjective,
     KLRegularisedObjective,
@@ -80,4 +85,5 @@ __all__ = [
     "rejection_sample", "importance_weights", "effective_sample_size", "importance_resample", "best_of_n",
     "reinforce_loss", "dpo_loss", "KLRegularisedObjective", "DPOObjective", "finetune_kl", "finetune_dpo",
     "sample_kl_estimate", "check_same_tokenizer",
+    "group_advantages", "grpo_loss", "GRPOObjective", "finetune_grpo", "finetune_rft",
 ]

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..._checks import ArgumentTypeError, check_int
 from ...models import GPT
+from ...runtime import progress
 from ...tokenizers import Tokenizer
 from ...training import TrainConfig, Trainer
 from .posterior import _check_beta, kl_divergence
@@ -148,7 +149,8 @@ class KLRegularisedObjective(_FrozenReference):
     * otherwise REINFORCE (``reinforce_loss``) on rows sampled from the policy.
 
     ``beta=None`` drops the KL term. After each forward, ``stats`` holds the batch's mean
-    reward and mean ``log πθ - log π0`` (the KL estimate, or the exact KL on a space).
+    reward and mean ``log πθ - log π0`` (the KL estimate, or the exact KL on a space), and
+    ``history`` holds the ``stats`` of every training-mode forward (one per optimiser step).
     """
 
     space_rewards: torch.Tensor            # buffers, set when exact_space is given
@@ -170,6 +172,7 @@ class KLRegularisedObjective(_FrozenReference):
                 raise ValueError("exact_space is empty: pass every text of the space (enumerate_sequences)")
         self.reward, self.beta, self.max_len = reward, beta, max_len
         self.stats: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
         self.space_rows = None
         if exact_space is not None:
             self.space_rows = encode_sequences(tokenizer, exact_space, max_len)
@@ -194,6 +197,8 @@ class KLRegularisedObjective(_FrozenReference):
             logp_ref = self.reference_logprobs(rows)
             loss = reinforce_loss(logp, logp_ref, rewards, self.beta)
             self.stats = {"reward": float(rewards.mean()), "kl": float((logp.detach() - logp_ref).mean())}
+        if self.training:
+            self.history.append(self.stats)
         return None, loss
 
     def batch_fn(self, batch_size: int) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
@@ -222,17 +227,26 @@ class KLRegularisedObjective(_FrozenReference):
 
 
 class DPOObjective(_FrozenReference):
-    """``dpo_loss`` on (chosen rows, rejected rows) as a module ``lmcore.Trainer`` can minimise."""
+    """``dpo_loss`` on (chosen rows, rejected rows) as a module ``lmcore.Trainer`` can minimise.
+
+    ``prompt_len`` tokens after ``bos`` are a prompt ``x`` shared by both halves of a pair: they are
+    context, not scored, so the log-probabilities are the conditional ``log π(y | x)`` (default 0:
+    no prompt, the whole text is scored).
+    """
 
     def __init__(self, policy: GPT, reference: GPT, tokenizer: Tokenizer, beta: float,
-                 reference_tokenizer: Tokenizer | None = None) -> None:
+                 reference_tokenizer: Tokenizer | None = None, prompt_len: int = 0) -> None:
         super().__init__(policy, reference, tokenizer, reference_tokenizer)
         _check_beta(beta)
-        self.beta = beta
+        self.beta, self.start = beta, 1 + check_int("prompt_len", prompt_len, low=0)
+
+    def reference_logprobs(self, rows: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return sequence_logprobs(self.reference, rows, start=self.start)
 
     def forward(self, chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[None, torch.Tensor]:
         both = torch.cat([chosen, rejected])   # one forward pass per model for both halves
-        logp, ref = sequence_logprobs(self.policy, both), self.reference_logprobs(both)
+        logp, ref = sequence_logprobs(self.policy, both, start=self.start), self.reference_logprobs(both)
         n = chosen.shape[0]
         return None, dpo_loss(logp[:n], logp[n:], ref[:n], ref[n:], self.beta)
 
@@ -247,7 +261,10 @@ def _check_run(config: TrainConfig, callback: Callable[[int], None] | None) -> N
 
 def _run(objective: nn.Module, config: TrainConfig, batch_fn, callback: Callable[[int], None] | None) -> Trainer:
     trainer = Trainer(objective, config, batch_fn=batch_fn)
-    for step in range(config.max_steps):
+    steps: Iterable[int] = range(config.max_steps)
+    if config.progress:     # the Trainer draws its bar only in train(); this loop steps it by hand
+        steps = progress(steps, total=config.max_steps, desc="fine-tuning", unit="step")
+    for step in steps:
         trainer.train_step()
         if callback is not None:
             callback(step + 1)
@@ -274,13 +291,36 @@ def finetune_kl(policy: GPT, reference: GPT, tokenizer: Tokenizer, reward: Rewar
 def finetune_dpo(policy: GPT, reference: GPT, tokenizer: Tokenizer, chosen: Sequence[str],
                  rejected: Sequence[str], beta: float, config: TrainConfig, max_len: int | None = None,
                  reference_tokenizer: Tokenizer | None = None,
-                 callback: Callable[[int], None] | None = None) -> Trainer:
-    """Fine-tune ``policy`` (in place) with DPO on preference pairs; ``config.batch_size`` pairs a step."""
+                 callback: Callable[[int], None] | None = None, prompt_len: int = 0) -> Trainer:
+    """Fine-tune ``policy`` (in place) with DPO on preference pairs; ``config.batch_size`` pairs a step.
+
+    With ``prompt_len`` > 0 each text starts with a prompt of that many tokens, the same in both
+    halves of a pair, and DPO fits the conditional ``π(y | x)`` (see ``DPOObjective``).
+    """
     _check_run(config, callback)
-    objective = DPOObjective(policy, reference, tokenizer, beta, reference_tokenizer)
+    objective = DPOObjective(policy, reference, tokenizer, beta, reference_tokenizer, prompt_len)
     # sequence_logprobs reads a row of width W as W - 1 input positions
     c_rows, r_rows = _encode_pairs(tokenizer, chosen, rejected, max_len, policy.config.context_length + 1)
+    if prompt_len:
+        _check_same_prompts(c_rows, r_rows, prompt_len, chosen, rejected)
     return _run(objective, config, _pair_batches(c_rows, r_rows, config.batch_size), callback)
+
+
+def _check_same_prompts(c_rows: torch.Tensor, r_rows: torch.Tensor, prompt_len: int,
+                        chosen: Sequence[str], rejected: Sequence[str]) -> None:
+    """Both halves of every pair start with the same ``prompt_len`` tokens, and have a reply after them."""
+    # rows are [bos, prompt..., reply..., eos]: a reply (or its eos) must follow the prompt to be scored
+    short = ((c_rows[:, 1 + prompt_len] < 0) | (r_rows[:, 1 + prompt_len] < 0)).nonzero() \
+        if c_rows.shape[1] > 1 + prompt_len else torch.zeros((1, 1), dtype=torch.long)
+    if len(short):
+        i = int(short[0, 0])
+        raise ValueError(f"pair {i} ({chosen[i]!r}, {rejected[i]!r}) has nothing after its prompt of "
+                         f"prompt_len={prompt_len} tokens; every text must be a prompt and a reply")
+    differ = (c_rows[:, 1:1 + prompt_len] != r_rows[:, 1:1 + prompt_len]).any(dim=1).nonzero()
+    if len(differ):
+        i = int(differ[0, 0])
+        raise ValueError(f"pair {i} has different prompts ({chosen[i]!r} vs {rejected[i]!r} in their first "
+                         f"{prompt_len} tokens): with prompt_len, DPO compares two replies to the same prompt")
 
 
 @torch.no_grad()
