@@ -103,3 +103,55 @@ def test_hints_name_the_mistake(wrong, phrase, capsys):
     check = exercises.check_layer_norm if wrong.__name__.startswith("layer") else exercises.check_causal_attention
     check(wrong)
     assert phrase in capsys.readouterr().out
+
+
+# --- exercise 5: how sharp must a lookup be ------------------------------------------------------
+
+def _lookup_error(K, V, q, i, s, scale_by):
+    weights = torch.softmax(s * (K @ q) / scale_by, dim=0)
+    return (weights @ V - V[i]).abs().max().item()
+
+
+def sharpest_needed(K, V, q, i, tol):
+    s = 1
+    while _lookup_error(K, V, q, i, s, math.sqrt(K.shape[1])) >= tol:
+        s += 1
+    return s
+
+
+def sharpest_one_too_few(K, V, q, i, tol):
+    return sharpest_needed(K, V, q, i, tol) - 1
+
+
+def sharpest_without_sqrt_d(K, V, q, i, tol):
+    s = 1
+    while _lookup_error(K, V, q, i, s, 1.0) >= tol:
+        s += 1
+    return s
+
+
+def sharpest_by_weight(K, V, q, i, tol):    # the weight on key i within tol of 1, not the output
+    s = 1
+    while 1 - torch.softmax(s * (K @ q) / math.sqrt(K.shape[1]), dim=0)[i].item() >= tol:
+        s += 1
+    return s
+
+
+def test_sharpest_needed_check(capsys):
+    assert_check_behaves(exercises.check_sharpest_needed, sharpest_needed,
+                         [(sharpest_one_too_few, "first one"), (sharpest_without_sqrt_d, "√d"), sharpest_by_weight],
+                         capsys)
+
+
+def test_sharpest_needed_on_the_chapter_example():
+    """The chapter's query needs a scale of 7 for 0.01 (computed by hand: key 2 scores 2 s / √3,
+    keys 3 and 4 score 0.5 s / √3, key 1 scores 0)."""
+    K = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]])
+    V = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+    q = torch.tensor([0.0, 2, 0.5])
+    s = sharpest_needed(K, V, q, 1, 0.01)
+    w = [math.exp(s * x / math.sqrt(3)) for x in (0, 2, 0.5, 0.5)]
+    err = max(abs(w[0] - w[2]) / sum(w), abs(1 - (w[1] - w[3]) / sum(w)))
+    w1 = [math.exp((s - 1) * x / math.sqrt(3)) for x in (0, 2, 0.5, 0.5)]
+    err1 = max(abs(w1[0] - w1[2]) / sum(w1), abs(1 - (w1[1] - w1[3]) / sum(w1)))
+    assert err < 0.01 <= err1

@@ -156,3 +156,34 @@ def test_gradient_norm_by_distance_equals_autograd_per_sequence(cell):
         gradient_norm_by_distance(model, idx[:, :1])
     with pytest.raises(TypeError, match="RNNLanguageModel"):
         gradient_norm_by_distance(nn.Linear(2, 2), idx)      # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n_pieces", [1, 3, 7])
+def test_cross_entropy_equals_one_pass_when_the_context_covers_the_stream(n_pieces):
+    torch.manual_seed(6)
+    model = RNNLanguageModel(RNNConfig(vocab_size=6, n_embd=3, n_hidden=5, n_layer=2, cell="gru")).double()
+    ids = torch.randint(0, 6, (40,))
+    expected = F.cross_entropy(model(ids[None, :-1])[0][0], ids[1:]).item()
+    assert model.cross_entropy(ids, context=40, n_pieces=n_pieces) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cross_entropy_scores_each_token_from_at_least_its_context():
+    """Brute force: token t (t >= 1) read from a zero state starting where lmcore's piece reading
+    begins, max(0, piece start - context); every token scored exactly once."""
+    torch.manual_seed(7)
+    model = RNNLanguageModel(RNNConfig(vocab_size=5, n_embd=3, n_hidden=4, cell="rnn")).double()
+    ids = torch.randint(0, 5, (23,))
+    n, n_pieces, context = 22, 4, 3
+    cuts = [n * i // n_pieces for i in range(n_pieces + 1)]
+    total = 0.0
+    for a, b in zip(cuts, cuts[1:]):
+        r = max(0, a - context)
+        logits = model(ids[None, r:b])[0][0]
+        total += F.cross_entropy(logits[a - r:], ids[a + 1:b + 1], reduction="sum").item()
+    got = model.cross_entropy(ids, context=context, n_pieces=n_pieces)
+    assert got == pytest.approx(total / n, rel=1e-12)
+    assert got != pytest.approx(model.cross_entropy(ids, context=22, n_pieces=1), rel=1e-6)   # context matters
+    with pytest.raises(ValueError, match="ids"):
+        model.cross_entropy(torch.tensor([1]))
+    with pytest.raises(ValueError, match="context"):
+        model.cross_entropy(ids, context=-1)

@@ -2,7 +2,10 @@
 
 ``generate(model, idx, ...)`` drives every neural model of the package: a ``GPT`` (with or without
 its KV cache) and an ``MLPLanguageModel`` (which sees a fixed window of ``context_length`` tokens,
-so each step feeds it just that window; it has nothing to cache).
+so each step feeds it just that window; it has nothing to cache), and an ``RNNLanguageModel``
+(chapter 4), whose cache is its hidden state: with ``use_cache=True`` the prompt is read once and
+each step feeds the newest token to the state it left; without, every step rereads the whole text
+from a zero state. A recurrent model has no ``context_length``: it sees the whole text, never a window.
 
 ``generate`` samples one token at a time with ``lmcore.decoding.sample_next``. With
 ``use_cache=True`` the prompt is run once (the *prefill*) and then every step feeds only the newest
@@ -54,9 +57,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import ArgumentTypeError, check_int, check_token_ids, describe, eval_mode
-from ..models import GPT, KVCache, MLPLanguageModel
-from .sampling import sample_next, validate_sampling_args
+from .._checks import ArgumentTypeError, check_float, check_int, check_token_ids, describe, eval_mode
+from ..models import GPT, KVCache, MLPLanguageModel, RNNLanguageModel
+from .sampling import apply_repetition_penalty, sample_next, validate_sampling_args
 from .static import StaticKVCache, compile_decode_step, static_forward
 
 __all__ = ["generate", "context_window_start", "STOP_CHECK_INTERVAL"]
@@ -134,15 +137,35 @@ def _output_buffer(B: int, T0: int, max_new_tokens: int, device: torch.device) -
         raise ValueError(msg) from err
 
 
-def _unwrap(model) -> tuple[GPT | MLPLanguageModel, torch.nn.Module | None]:
+def _unwrap(model) -> tuple[GPT | MLPLanguageModel | RNNLanguageModel, torch.nn.Module | None]:
     """(the model, the ``torch.compile`` wrapper around it or ``None``)."""
     inner = getattr(model, "_orig_mod", None)
-    if isinstance(inner, (GPT, MLPLanguageModel)) and hasattr(model, "dynamo_ctx"):
+    if isinstance(inner, (GPT, MLPLanguageModel, RNNLanguageModel)) and hasattr(model, "dynamo_ctx"):
         return inner, model
-    if not isinstance(model, (GPT, MLPLanguageModel)):
-        raise TypeError(f"model must be a GPT or an MLPLanguageModel (or torch.compile of one), "
-                        f"got {type(model).__name__}")
+    if not isinstance(model, (GPT, MLPLanguageModel, RNNLanguageModel)):
+        raise TypeError(f"model must be a GPT, an MLPLanguageModel or an RNNLanguageModel (or torch.compile "
+                        f"of one), got {type(model).__name__}")
     return model, None
+
+
+class _RecurrentState:
+    """An ``RNNLanguageModel``'s cache for ``generate``: its hidden state after ``length`` tokens."""
+
+    def __init__(self) -> None:
+        self.h: torch.Tensor | None = None
+        self.length = 0
+
+    def reset(self) -> None:
+        self.h, self.length = None, 0
+
+
+def _recurrent_steps(model: RNNLanguageModel) -> tuple[_RecurrentState, Step, Step]:
+    """(state, decode one token, prefill): both continue the text from the state and advance it."""
+    def forward(ids: torch.Tensor, state: Any) -> torch.Tensor:
+        logits, state.h = model.forward_state(ids, state.h, last_only=True)
+        state.length += ids.shape[1]
+        return logits
+    return _RecurrentState(), forward, forward
 
 
 def _stop_check_interval(device: torch.device) -> int:
@@ -181,19 +204,26 @@ def _cached_steps(model: GPT, compiled: torch.nn.Module | None, batch_size: int
 
 
 @torch.inference_mode()
-def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+def generate(model: GPT | MLPLanguageModel | RNNLanguageModel, idx: torch.Tensor, max_new_tokens: int,
+             temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
              use_cache: bool = True, stop_tokens: int | Iterable[int] | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, filter_order: str = "temperature-first",
+             repetition_penalty: float | None = None) -> torch.Tensor:
     """Continue the prompts ``idx`` (B, T) (or one prompt (T,)) by up to ``max_new_tokens`` tokens.
 
     Returns the prompts followed by the new tokens: (B, T + n_new) (or (T + n_new,)), where
     ``n_new < max_new_tokens`` only when every row hit a stop token. The model runs in eval mode
     (dropout off) and is put back in its previous mode afterwards. ``model`` may be what
     ``torch.compile`` returned for one (see the module docstring).
+
+    ``filter_order`` and the filters are :func:`~lmcore.decoding.sampling.sample_next`'s.
+    ``repetition_penalty`` (CTRL's, :func:`~lmcore.decoding.sampling.apply_repetition_penalty`;
+    ``None`` = off) penalises, at every step, each token already in that row: prompt and output.
     """
     model, compiled = _unwrap(model)
-    validate_sampling_args(temperature, top_k, top_p, min_p)
+    validate_sampling_args(temperature, top_k, top_p, min_p, filter_order)
+    check_float("repetition_penalty", repetition_penalty, low=0, low_open=True, optional=True)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, low=0)
     if not isinstance(use_cache, bool):
         raise ArgumentTypeError(f"use_cache must be True or False, got {use_cache!r}")
@@ -208,7 +238,9 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
     if B == 0 or T0 == 0:
         raise ValueError(f"idx (the prompt) is empty, shape {tuple(idx.shape)}; give at least one token "
                          "(for example a beginning-of-text token)")
-    vocab_size, context_length = model.config.vocab_size, model.config.context_length
+    vocab_size = model.config.vocab_size
+    # a recurrent model reads the whole text: a "context" as long as the output, so no window ever starts
+    context_length = T0 + max_new_tokens if isinstance(model, RNNLanguageModel) else model.config.context_length
     if int(idx.min()) < 0 or int(idx.max()) >= vocab_size:
         raise ValueError(f"idx contains token ids outside the vocabulary [0, {vocab_size}): "
                          f"min {int(idx.min())}, max {int(idx.max())}")
@@ -222,9 +254,11 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
     # only ever reads its last context_length tokens, so its window slides and there is no cache.
     sliding = isinstance(model, MLPLanguageModel)
     forward = model if compiled is None else compiled
-    cache: KVCache | StaticKVCache | None = None
+    cache: KVCache | StaticKVCache | _RecurrentState | None = None
     if use_cache and isinstance(model, GPT):
         cache, decode, prefill = _cached_steps(model, compiled, B)
+    elif use_cache and isinstance(model, RNNLanguageModel):       # the state is the cache (eager)
+        cache, decode, prefill = _recurrent_steps(model)
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
     with eval_mode(model):
         for _ in range(max_new_tokens):
@@ -236,7 +270,10 @@ def generate(model: GPT | MLPLanguageModel, idx: torch.Tensor, max_new_tokens: i
             else:                                        # first step, or the window restarted
                 cache.reset()
                 logits = prefill(seq[:, start:n], cache)
-            next_id = sample_next(logits[:, -1], temperature, top_k, top_p, min_p, generator)[:, 0]
+            scores = logits[:, -1]
+            if repetition_penalty is not None:
+                scores = apply_repetition_penalty(scores, seq[:, :n], repetition_penalty)
+            next_id = sample_next(scores, temperature, top_k, top_p, min_p, generator, filter_order)[:, 0]
             if stops is not None:
                 next_id = torch.where(finished, seq[:, n - 1], next_id)   # finished rows repeat their stop
                 finished |= torch.isin(next_id, stops)

@@ -13,7 +13,7 @@ import torch
 from ._check import CheckFailed, run_check
 from ._check import expect_tensor as _tensor
 
-__all__ = ["check_causal_attention", "check_layer_norm"]
+__all__ = ["check_causal_attention", "check_layer_norm", "check_sharpest_needed"]
 
 
 # --- exercise 1: causal scaled dot-product attention ----------------------------------------------
@@ -107,3 +107,49 @@ def check_layer_norm(layer_norm: Callable[[torch.Tensor, torch.Tensor, torch.Ten
                               "last dimension (the features), then apply gain and bias")
 
     return run_check("layer_norm", body, quiet)
+
+
+# --- exercise 5: how sharp must a lookup be -------------------------------------------------------
+
+def _lookup_error(K: torch.Tensor, V: torch.Tensor, q: torch.Tensor, i: int, s: int, scale_by: float) -> float:
+    weights = torch.softmax(s * (K.double() @ q.double()) / scale_by, dim=0)
+    return (weights @ V.double() - V[i].double()).abs().max().item()
+
+
+def _sharpest(K, V, q, i, tol, scale_by, limit=10_000) -> int:
+    return next(s for s in range(1, limit) if _lookup_error(K, V, q, i, s, scale_by) < tol)
+
+
+def check_sharpest_needed(sharpest_needed: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], int],
+                          quiet: bool = False) -> bool:
+    """Check ``sharpest_needed(K, V, q, i, tol)``: keys ``(N, d)``, values ``(N, d_v)``, a query ``(d,)``
+    → the smallest integer ``s ≥ 1`` for which attention with the query ``s · q`` (scores divided by
+    √d) returns ``V[i]`` to within ``tol`` in every coordinate."""
+    def body() -> None:
+        g = torch.Generator().manual_seed(5)
+        K = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]])
+        V = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+        cases = [("the chapter's keys, tol = 0.01", K, V, torch.tensor([0.0, 2, 0.5]), 1, 0.01),
+                 ("the chapter's keys, tol = 0.001", K, V, torch.tensor([0.0, 2, 0.5]), 1, 0.001)]
+        Kr = torch.randn(6, 8, generator=g)
+        cases.append(("six random keys in 8 dimensions, tol = 0.005", Kr, torch.randn(6, 3, generator=g),
+                      Kr[4] + 0.1 * torch.randn(8, generator=g), 4, 0.005))
+        for case, K, V, q, i, tol in cases:
+            d = K.shape[1]
+            got = sharpest_needed(K.clone(), V.clone(), q.clone(), i, tol)
+            try:
+                got = int(got)
+            except (TypeError, ValueError):
+                raise CheckFailed(f"{case}: return an integer scale, got {type(got).__name__}") from None
+            want = _sharpest(K, V, q, i, tol, math.sqrt(d))
+            if got == want:
+                continue
+            if got == want - 1:
+                raise CheckFailed(f"{case}: you returned the last scale that is *not* close enough; "
+                                  "return the first one that is")
+            if got == _sharpest(K, V, q, i, tol, 1.0):
+                raise CheckFailed(f"{case}: divide the scores by √d, as attention does")
+            raise CheckFailed(f"{case}: you returned {got}; measure the largest |output - V[i]| over the "
+                              "coordinates of the output, and increase s one step at a time from 1")
+
+    return run_check("sharpest_needed", body, quiet)

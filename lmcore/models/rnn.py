@@ -25,6 +25,11 @@ n), so ``model.rnn.load_state_dict(torch_gru.state_dict())`` loads a ``torch.nn.
 ``forward(idx, targets)`` has the interface of :class:`lmcore.GPT` (logits for every position,
 ``(logits, loss)``), so :class:`lmcore.Trainer` trains it unchanged (give ``TrainConfig.seq_len``:
 the model has no maximum input length to default to). Every sequence starts from a zero state.
+
+The state is the recurrent model's cache: ``forward_state(idx, h)`` continues from state ``h`` and
+returns the new one, so ``lmcore.decoding.generate`` reads a prompt once and then feeds one token
+per step, at the same cost per token however long the text already is (a transformer's KV cache
+grows with the text instead).
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from .._checks import (
     check_idx,
     check_int,
     check_targets,
+    check_token_ids,
     eval_mode,
 )
 
@@ -187,14 +193,55 @@ class RNNLanguageModel(nn.Module):
         logits of the last position only, (B, 1, vocab_size) (the state still reads every token).
         """
         check_targets(idx, targets, self.config.vocab_size, last_only)
-        h, _ = self.rnn(self.embed(idx))                  # (B, T, n_hidden), the last layer's states
-        if last_only:
-            h = h[:, -1:]
-        logits = self.lm_head(h)                          # (B, T, vocab_size)
+        logits, _ = self.forward_state(idx, None, last_only)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+    def forward_state(self, idx: torch.Tensor, h: torch.Tensor | None = None, last_only: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continue from state ``h`` (``(n_layer, B, n_hidden)``; ``None`` = zeros, a fresh start):
+        ``idx`` (B, T) → ``(logits (B, T, vocab_size), the state after the last token)``.
+
+        Reading a text in pieces, each from the state the previous piece returned, gives the
+        logits of reading it at once (the recurrence is the same loop, cut in two).
+        ``last_only``: logits of the last position only, (B, 1, vocab_size).
+        """
+        states, h_n = self.rnn(self.embed(idx), h)        # (B, T, n_hidden), the last layer's states
+        if last_only:
+            states = states[:, -1:]
+        return self.lm_head(states), h_n
+
+    def cross_entropy(self, ids: torch.Tensor, context: int = 256, n_pieces: int = 64) -> float:
+        """Mean negative log-likelihood (nats/token) of a 1-D token stream, every token after the
+        first scored from at least its ``context`` predecessors (all of them near the start).
+
+        One pass over a long stream would take one step per token. Instead the stream is cut into
+        ``n_pieces`` consecutive pieces read side by side as one batch, each from a zero state that
+        starts ``context`` tokens before the piece (those tokens are read, not scored), so the
+        pieces together score every token once, in about ``len(ids) / n_pieces + context`` steps.
+        With ``context`` at least a document's length (a toy story is under 256 characters), every
+        token is scored from its whole document.
+        """
+        context = check_int("context", context, low=0)
+        n_pieces = check_int("n_pieces", n_pieces, low=1)
+        ids = torch.as_tensor(check_token_ids("ids", ids, self.config.vocab_size))
+        if ids.dim() != 1 or ids.numel() < 2:
+            raise ValueError(f"ids must be a 1-D stream of at least 2 tokens, got shape {tuple(ids.shape)}")
+        ids = ids.to(self.wte.weight.device).long()
+        n = len(ids) - 1                                    # predictions: ids[1:] from what precedes them
+        cuts = sorted({n * i // n_pieces for i in range(n_pieces + 1)})
+        pieces = [(max(0, a - context), a, b) for a, b in zip(cuts, cuts[1:])]   # (read from, score from, to)
+        width = max(b - r for r, _, b in pieces)
+        # every row padded at its end to the same width; padding comes after what is scored
+        x = torch.stack([F.pad(ids[r:b], (0, width - (b - r))) for r, _, b in pieces])
+        with eval_mode(self), torch.no_grad():
+            logits, _ = self.forward_state(x)
+        total = 0.0
+        for row, (r, a, b) in enumerate(pieces):
+            total += F.cross_entropy(logits[row, a - r:b - r], ids[a + 1:b + 1], reduction="sum").item()
+        return total / n
 
 
 def gradient_norm_by_distance(model: RNNLanguageModel, idx: torch.Tensor) -> torch.Tensor:
