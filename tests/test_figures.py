@@ -20,19 +20,8 @@ MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)")
 HTML_IMAGE = re.compile(r"<img\b[^>]*>", re.I)
 DIAGRAMS_DIR = ROOT / "_assets" / "figures"
 
-# Chapters whose figures other helpers are captioning right now (issue 18, item 7): each is expected
-# to fail until its helper finishes. strict=True: a chapter that passes makes its test fail loudly,
-# so remove it from this list then. Empty the list when every chapter is done.
-PENDING_CHAPTERS: set[str] = set()
-# Diagrams of tools/diagrams.py that a chapter does not show yet (the markdown cell is ready, see
-# the report of issue 16 item 8): same rule, remove an entry once its chapter shows it.
-PENDING_DIAGRAMS = {"transformer_block.svg": "chapter 5", "attention_matrices.svg": "chapter 5"}
-
-
 def _chapters():
-    return [pytest.param(nb, id=nb.stem, marks=pytest.mark.xfail(
-        strict=True, reason="figures being captioned by the chapter's helper: remove from PENDING_CHAPTERS"))
-        if nb.stem in PENDING_CHAPTERS else pytest.param(nb, id=nb.stem) for nb in chapter_notebooks()]
+    return [pytest.param(nb, id=nb.stem) for nb in chapter_notebooks()]
 
 
 def _cells(nb):
@@ -159,11 +148,8 @@ def test_diagrams_redraw_byte_identical(tmp_path):
         assert first == (DIAGRAMS_DIR / name).read_bytes(), f"{name}: run `python tools/diagrams.py` and commit the SVG"
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=f"{PENDING_DIAGRAMS[n]} "
-                                                "does not show it yet: remove from PENDING_DIAGRAMS"))
-                                  if n in PENDING_DIAGRAMS else n
-                                  for n in ["generation_loop.svg", "mlp_lm.svg", "transformer_block.svg",
-                                            "attention_matrices.svg"]])
+@pytest.mark.parametrize("name", ["generation_loop.svg", "mlp_lm.svg", "transformer_block.svg",
+                                  "attention_matrices.svg"])
 def test_every_diagram_is_shown_with_its_alt_text(name):
     alt = _diagrams().DIAGRAMS[name]["alt"]
     uses = [(nb.stem, fig_alt) for nb in chapter_notebooks() for _, kind, _, fig_alt, src in figures(nb)

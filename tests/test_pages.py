@@ -15,15 +15,8 @@ VAGUE = re.compile(r"\b(the (previous|next|last|preceding|following) chapter|the
 # Sentences about the static HTML page, which make no sense in JupyterLab or Colab.
 STATIC_ONLY = re.compile(r"(static page|no Python kernel runs|this static)", re.I)
 HTML_ONLY = re.compile(r'<p class="lm-html-only" hidden>(.*?)</p>', re.S)
-# Chapters whose cross-references or static-only sentences other helpers are fixing (issue 16 item 9,
-# issue 18 item 7). strict=True: remove a chapter once its test passes.
-PENDING_XREF: dict[str, str] = {}
-PENDING_STATIC: dict[str, str] = {}
-
-
-def _pending(table, what):
-    return [pytest.param(nb, id=nb.stem, marks=pytest.mark.xfail(strict=True, reason=f"{what}: {table[nb.stem]}"))
-            if nb.stem in table else pytest.param(nb, id=nb.stem) for nb in chapter_notebooks()]
+def _chapters():
+    return [pytest.param(nb, id=nb.stem) for nb in chapter_notebooks()]
 
 
 def _markdown(nb):
@@ -91,7 +84,7 @@ def test_runtime_table_has_one_row_per_chapter_in_toc_order():
             assert row[3], f"{row[0]}: say where it was measured"
 
 
-@pytest.mark.parametrize("nb", _pending(PENDING_XREF, "vague cross-references"))
+@pytest.mark.parametrize("nb", _chapters())
 def test_cross_references_are_numbered_links(nb):
     sections = chapter_sections()
     number = sections[nb.name][0]
@@ -115,7 +108,7 @@ def test_cross_references_are_numbered_links(nb):
     assert number and not bad, f"{nb.name}:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("nb", _pending(PENDING_STATIC, "static-page sentence shown in Lab"))
+@pytest.mark.parametrize("nb", _chapters())
 def test_static_page_sentences_are_shown_only_in_the_html(nb):
     """A sentence about the static HTML page sits in <p class="lm-html-only" hidden>: hidden in
     JupyterLab (which keeps `hidden`), shown by the book's CSS (_assets/lmbook.css)."""
