@@ -1,10 +1,12 @@
 """The machinery shared by every exercise check."""
 from __future__ import annotations
 
+import math
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["CheckFailed", "run_check", "expect_tensor"]
+__all__ = ["CheckFailed", "run_check", "expect_tensor", "expect_measurements"]
 
 
 class CheckFailed(AssertionError):
@@ -43,3 +45,27 @@ def expect_tensor(value, what: str):
     if not isinstance(value, torch.Tensor):
         raise CheckFailed(f"{what} should return a torch.Tensor, got {type(value).__name__}")
     return value
+
+
+def expect_measurements(results: Any, name: str, keys: Sequence, symbol: str, unit: str,
+                        empty_hint: str) -> dict:
+    """An experiment's results as ``{key: float}``: ``results`` must be a dict with a finite number
+    (a Python, numpy or 0-d tensor number) for every key in ``keys``; otherwise fail the check,
+    naming ``name`` (the student's variable), the ``symbol`` its keys stand for and the ``unit``.
+    ``empty_hint`` says what to run when the dict is still empty."""
+    if callable(results) or not isinstance(results, Mapping):
+        raise CheckFailed(f"pass the dict of your results {{{symbol}: {unit}}}, got {type(results).__name__}")
+    if not results:
+        raise CheckFailed(f"{name} is empty: no results yet. {empty_hint}")
+    missing = [k for k in keys if k not in results]
+    if missing:
+        raise CheckFailed(f"{name} has no result for {symbol} = {', '.join(map(str, missing))}; "
+                          f"the keys are {tuple(keys)}")
+    values = {}
+    for k in keys:
+        v = results[k]
+        v = v.item() if hasattr(v, "item") else v          # a 0-d tensor or numpy number
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise CheckFailed(f"{name}[{k}] should be a finite number ({unit}), got {v!r}")
+        values[k] = float(v)
+    return values

@@ -7,7 +7,6 @@ run) and tests them against bounds computed here from the toy corpus.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
@@ -17,7 +16,7 @@ import torch
 from ..data import ToyLanguage, toy_corpus
 from ..models import NGramConfig, NGramLM
 from ..tokenizers import CharTokenizer
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, expect_measurements, run_check
 from ._check import expect_tensor as _tensor
 
 __all__ = ["check_context_windows", "check_mlp_logits", "check_context_sweep", "SWEEP_KS"]
@@ -139,21 +138,8 @@ def check_context_sweep(sweep: Mapping[int, float], quiet: bool = False) -> bool
     exact bound for any k-character model), at most ``_SWEEP_SLACK`` above the Kneser–Ney (k+1)-gram,
     and fall as k grows."""
     def body() -> None:
-        if callable(sweep) or not isinstance(sweep, Mapping):
-            raise CheckFailed(f"pass the dict of your results {{k: cross-entropy}}, got {type(sweep).__name__}")
-        if not sweep:
-            raise CheckFailed("sweep is empty: no results yet. Train one MLP per context length and fill it in")
-        missing = [k for k in SWEEP_KS if k not in sweep]
-        if missing:
-            raise CheckFailed(f"sweep has no result for k = {', '.join(map(str, missing))}; "
-                              f"the keys are the context lengths {SWEEP_KS}")
-        values = {}
-        for k in SWEEP_KS:
-            v = sweep[k]
-            v = v.item() if hasattr(v, "item") else v
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise CheckFailed(f"sweep[{k}] should be a finite number (nats per character), got {v!r}")
-            values[k] = float(v)
+        values = expect_measurements(sweep, "sweep", SWEEP_KS, "k", "cross-entropy in nats per character",
+                                     "Train one MLP per context length and fill it in")
         refs = _sweep_references()
         for k in SWEEP_KS:
             bound, counting = refs[k]

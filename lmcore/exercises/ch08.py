@@ -8,16 +8,14 @@ with a repetition penalty that sees only the last W characters, against the same
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
 
 import torch
 
 from ..decoding import apply_repetition_penalty, context_window_start
 from ..zoo import pretrained
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, expect_measurements, run_check
 
 __all__ = ["check_top_p", "check_min_p", "check_penalty_window", "PENALTY_WINDOWS", "PENALTY", "PENALTY_CHARS"]
 
@@ -148,21 +146,8 @@ def check_penalty_window(repeats: Mapping[int, float], quiet: bool = False) -> b
     the characters among the last ``W`` of the text so far, for every W in ``PENALTY_WINDOWS``.
     Each value must be within 0.02 of the same run made here."""
     def body() -> None:
-        if callable(repeats) or not isinstance(repeats, Mapping):
-            raise CheckFailed(f"pass the dict of your results {{W: fraction}}, got {type(repeats).__name__}")
-        if not repeats:
-            raise CheckFailed("no results yet: run the greedy decoding once per window W and fill in the dict")
-        missing = [w for w in PENALTY_WINDOWS if w not in repeats]
-        if missing:
-            raise CheckFailed(f"no result for W = {', '.join(map(str, missing))}; the keys are the windows "
-                              f"{PENALTY_WINDOWS}")
-        values = {}
-        for w in PENALTY_WINDOWS:
-            v: Any = repeats[w]
-            v = v.item() if hasattr(v, "item") else v          # a 0-d tensor or numpy number
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise CheckFailed(f"repeats[{w}] should be a number (a fraction of word 4-grams), got {v!r}")
-            values[w] = float(v)
+        values = expect_measurements(repeats, "repeats", PENALTY_WINDOWS, "W", "a fraction of word 4-grams",
+                                     "run the greedy decoding once per window W and fill in the dict")
         if any(not 0 <= v <= 1 for v in values.values()):
             raise CheckFailed("a fraction lies in [0, 1]: report 0.25, not 25 (%)")
         refs = _penalty_references()

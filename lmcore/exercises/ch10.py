@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, expect_measurements, run_check
 
 __all__ = ["check_assistant_mask", "check_lora_forward", "check_lora_param_count", "check_adapter_scale",
            "ADAPTER_SCALES"]
@@ -195,18 +195,8 @@ def check_adapter_scale(sweep: Callable, model, template, conversations: Sequenc
         if restored != saved:
             raise CheckFailed("after your sweep the adapters keep the last scale you set: restore each layer's "
                               "trained scaling at the end")
-        if not isinstance(measured, Mapping):
-            raise CheckFailed(f"return the dict of your measurements {{s: loss}}, got {type(measured).__name__}")
-        missing = [s for s in ADAPTER_SCALES if s not in measured]
-        if missing:
-            raise CheckFailed(f"no measurement for s = {', '.join(map(str, missing))}; the keys are {ADAPTER_SCALES}")
-        got = {}
-        for s in ADAPTER_SCALES:
-            v = measured[s]
-            v = v.item() if hasattr(v, "item") else v
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise CheckFailed(f"measured[{s}] should be a loss in nats per token, got {v!r}")
-            got[s] = float(v)
+        got = expect_measurements(measured, "measured", ADAPTER_SCALES, "s", "loss in nats per token",
+                                  "measure the answer loss once per scale s")
         want, per_conv = {}, {}
         try:
             for s in ADAPTER_SCALES:
