@@ -71,11 +71,13 @@ book: assets
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # Unit tests first (fast feedback), then every chapter under nbval, then the book + browser check.
+# worksteal: an idle worker takes queued tests from the busy one (the student-edition tests run
+# whole chapters and would otherwise queue on one worker).
 # Chapters run single-threaded (lmcore.setup), two at a time: one per core. A notebook's cells
 # stay together in one worker (--dist loadfile), in order, in one fresh kernel.
 PYTEST_WORKERS ?= 2
 test: assets lint $(IPYW7)/.installed
-	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider -n $(PYTEST_WORKERS) --dist worksteal
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
 
