@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .._checks import check_int, eval_mode
 from ..data import get_batch
-from ..runtime import get_device, progress, progress_enabled
+from ..runtime import get_device, progress
 from . import checkpoint as ckpt
 from .config import RESUMABLE_FIELDS, BatchFn, NonFiniteLossError, TrainConfig
 from .distributed import all_reduce_mean, dist_info, wrap_ddp
@@ -288,7 +288,7 @@ class Trainer:
         stop = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         bar = None
         pending: list[dict[str, Any]]
-        if cfg.progress and self.dist.is_main and progress_enabled():
+        if cfg.progress and self.dist.is_main:    # drawn unless LMCORE_PROGRESS=0; its messages print either way
             bar = progress(total=cfg.max_steps, initial=self.step, desc="training", unit="step")
         last_val, pending = None, []      # pending: steps whose losses are still on the device
         try:
