@@ -36,3 +36,12 @@ def test_refuses_what_is_not_a_notebook(tmp_path, capsys):
     with pytest.raises(SystemExit):
         execute.main([str(tmp_path / "notes.txt")])
     assert "not a notebook file" in capsys.readouterr().err
+
+
+def test_an_edit_made_while_it_runs_is_not_undone(tmp_path):
+    nb = tmp_path / "ch.ipynb"
+    # The notebook's own cell edits the file on disk, as a person saving the chapter meanwhile would.
+    _notebook(nb, f"import pathlib; p = pathlib.Path({str(nb)!r}); p.write_text(p.read_text() + ' ')")
+    with pytest.raises(RuntimeError, match="changed on disk"):
+        execute.main([str(nb)])
+    assert nb.read_text(encoding="utf-8").endswith(" ")        # the edit made meanwhile is still there

@@ -8,6 +8,8 @@ editing a chapter, run this on it. It sets what `make book` sets for a chapter's
 plotly.js) and ``LMCORE_PROGRESS=0`` (no frozen progress bars in the outputs). The file keeps the
 repository's JSON layout (indent 1, non-ASCII kept, trailing newline), so a diff shows only what
 changed, and it is replaced atomically: an execution that fails leaves the notebook as it was.
+If the file changes on disk while its kernel runs (an edit made meanwhile), nothing is written and
+the command fails, since writing would silently undo that edit: run it again.
 """
 from __future__ import annotations
 
@@ -26,13 +28,17 @@ def execute(path: Path, timeout: int) -> float:
     import nbclient
     import nbformat
 
-    nb = nbformat.read(path, as_version=4)
+    before = path.read_bytes()
+    nb = nbformat.reads(before.decode("utf-8"), as_version=4)
     start = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
     text = nbformat.writes(nb)             # the repository's layout: indent 1, sorted keys, sources as lines
     text += "" if text.endswith("\n") else "\n"
+    if path.read_bytes() != before:
+        raise RuntimeError(f"{path} changed on disk while it ran; not overwritten (that would undo the edit). "
+                           "Run tools/execute.py on it again.")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
