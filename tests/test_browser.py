@@ -59,6 +59,8 @@ def test_page_renders(built_book, browser, doc):
         return (clone.innerText.match(/\\(frac|sum|log|mid|text|mathbf|theta|alpha|beta|left|right)\b|\$\$/g) || []);
     }""")
     assert not leaked, f"{doc}: raw TeX leaked into the page text (a formula broken by markdown?): {leaked[:5]}"
+    search = page.evaluate("Array.from(document.querySelectorAll('.search-button-field')).filter(e => e.offsetParent).length")
+    assert search == 1, f"{doc}: {search} search fields are visible at 1280 px; the page should show one"
     broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
     assert not broken, f"{doc}: images failed to load: {broken}"
     shots = built_book.parent / "screenshots"
