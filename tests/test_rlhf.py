@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _rlhf import enumerable_prior
 from scipy import stats
 
 import lmcore
@@ -14,21 +15,7 @@ from lmcore.alignment import rlhf
 MAX_LEN, ALPHABET, BETA = 4, "abc", 1.0
 REWARD = rlhf.LexiconReward({"c": 1.0, "ab": -1.0})
 
-
-@pytest.fixture(scope="module")
-def prior():
-    torch.manual_seed(0)
-    return rlhf.train_tiny_prior(max_len=MAX_LEN, steps=60, seed=0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def space(prior):
-    model, tok = prior
-    texts = rlhf.enumerate_sequences(ALPHABET, MAX_LEN)
-    rows = rlhf.encode_sequences(tok, texts, MAX_LEN)
-    with torch.no_grad():
-        lp0 = rlhf.sequence_logprobs(model, rows).double()
-    return texts, rows, lp0
+prior, space = enumerable_prior(MAX_LEN, ALPHABET)
 
 
 def _cpu_config(steps: int, batch_size: int, lr: float = 3e-3) -> lmcore.TrainConfig:

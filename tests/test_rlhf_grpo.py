@@ -1,4 +1,5 @@
-"""lmcore.alignment.rlhf: GRPO's advantage and loss against direct computations, RFT, prompted DPO, step history."""
+"""lmcore.alignment.rlhf: GRPO's advantage and loss against direct computations, RFT, prompted DPO, step history,
+and the 0/1 reward's closed-form posterior against the enumerated one."""
 from __future__ import annotations
 
 import copy
@@ -8,24 +9,14 @@ import statistics
 
 import pytest
 import torch
+from _rlhf import enumerable_prior
 
 import lmcore
 from lmcore.alignment import rlhf
 
 MAX_LEN = 3
 
-
-@pytest.fixture(scope="module")
-def prior():
-    torch.manual_seed(0)
-    return rlhf.train_tiny_prior(max_len=MAX_LEN, steps=60, seed=0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def space(prior):
-    model, tok = prior
-    texts = rlhf.enumerate_sequences("abc", MAX_LEN)
-    return texts, rlhf.encode_sequences(tok, texts, MAX_LEN)
+prior, space = enumerable_prior(MAX_LEN)
 
 
 def _config(steps: int, batch_size: int, lr: float = 3e-3) -> lmcore.TrainConfig:
@@ -92,7 +83,7 @@ def test_grpo_loss_gradient_matches_the_formula():
 
 def test_finetune_grpo_learns_a_verifiable_reward(prior, space):
     model, tok = prior
-    texts, rows = space
+    texts, rows, _ = space
     passed = torch.tensor(_cycle(texts), dtype=torch.float64)
     before = (_exact(model, rows).exp() * passed).sum().item()
     policy = copy.deepcopy(model)
@@ -108,7 +99,7 @@ def test_finetune_grpo_learns_a_verifiable_reward(prior, space):
 
 def test_finetune_rft_raises_the_likelihood_of_its_texts(prior, space):
     model, tok = prior
-    texts, rows = space
+    texts, rows, _ = space
     keep = ["abc", "bca"]
     idx = [texts.index(t) for t in keep]
     policy = copy.deepcopy(model)
@@ -121,7 +112,7 @@ def test_finetune_rft_raises_the_likelihood_of_its_texts(prior, space):
 
 def test_kl_objective_records_one_history_entry_per_step(prior, space):
     model, tok = prior
-    texts, _ = space
+    texts, _, _ = space
     reward = rlhf.LexiconReward({"c": 1.0})
     trainer = rlhf.finetune_kl(copy.deepcopy(model), model, tok, reward, 1.0, _config(4, len(texts)),
                                max_len=MAX_LEN, exact_space=texts)
@@ -133,7 +124,7 @@ def test_kl_objective_records_one_history_entry_per_step(prior, space):
 
 def test_prompted_dpo_scores_the_reply_given_the_prompt(prior, space):
     model, tok = prior
-    texts, rows = space
+    texts, rows, _ = space
     torch.manual_seed(1)
     policy = copy.deepcopy(model)
     with torch.no_grad():                     # move the policy off the reference, so the loss is not log 2
@@ -170,7 +161,7 @@ def test_finetune_dpo_refuses_pairs_with_different_prompts(prior):
 
 def test_progress_true_draws_a_fine_tuning_bar_and_the_switch_turns_it_off(prior, space, monkeypatch, capsys):
     model, tok = prior
-    texts, _ = space
+    texts, _, _ = space
     reward = rlhf.LexiconReward({"c": 1.0})
     config = lmcore.TrainConfig(max_steps=2, batch_size=len(texts), lr=1e-3, warmup_steps=1, weight_decay=0.0,
                                 device="cpu", progress=True, seed=0)
@@ -180,3 +171,57 @@ def test_progress_true_draws_a_fine_tuning_bar_and_the_switch_turns_it_off(prior
     monkeypatch.setenv("LMCORE_PROGRESS", "0")
     rlhf.finetune_kl(copy.deepcopy(model), model, tok, reward, 1.0, config, max_len=MAX_LEN, exact_space=texts)
     assert "fine-tuning" not in capsys.readouterr().err
+
+
+def _passes(texts):
+    # a 0/1 verifier on the enumerable space: the string contains a "c"
+    return torch.tensor([float("c" in t) for t in texts], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.25, 1.0, 4.0])
+def test_binary_posterior_matches_the_enumerated_posterior(space, beta):
+    texts, _, lp0 = space
+    lp0 = lp0 - torch.logsumexp(lp0, 0)         # float32 scores sum to one only within 1e-6
+    v = _passes(texts)
+    p = float((lp0.exp() * v).sum())
+    assert 0.05 < p < 0.95                      # both classes carry mass: the check is not trivial
+    post = rlhf.exact_posterior(lp0, v, beta)
+    closed = rlhf.binary_posterior(p, beta)
+    assert closed.reward == pytest.approx(float((post.logprobs.exp() * v).sum()), abs=1e-9)
+    assert closed.kl == pytest.approx(float(rlhf.kl_divergence(post.logprobs, lp0)), abs=1e-9)
+    assert closed.log_z == pytest.approx(post.log_z, abs=1e-9)
+    # the frontier: the posterior's KL is the Bernoulli KL of its pass rate against the prior's
+    q = closed.reward
+    assert closed.kl == pytest.approx(q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p)), abs=1e-9)
+
+
+def test_a_policy_that_reshuffles_inside_a_class_pays_more_kl_than_the_posterior(space):
+    # any other policy with the posterior's pass rate is further from the prior
+    texts, _, lp0 = space
+    lp0 = lp0 - torch.logsumexp(lp0, 0)
+    v = _passes(texts)
+    post = rlhf.exact_posterior(lp0, v, 0.5)
+    closed = rlhf.binary_posterior(float((lp0.exp() * v).sum()), 0.5)
+    probs = post.logprobs.exp()
+    passing = v.bool()
+    other = probs.clone()
+    best = int(torch.where(passing, probs, torch.zeros_like(probs)).argmax())
+    other[passing] = 0.0
+    other[best] = probs[passing].sum()          # all the passing mass on one string: same pass rate
+    assert float((other * v).sum()) == pytest.approx(closed.reward, abs=1e-12)
+    kl_other = float((other[other > 0] * (other[other > 0].log() - lp0[other > 0])).sum())
+    assert kl_other > closed.kl + 0.1
+
+
+def test_binary_posterior_edges_and_bad_arguments():
+    assert rlhf.binary_posterior(0.0, 0.5) == (0.0, 0.0, 0.0)
+    assert rlhf.binary_posterior(1.0, 0.5) == (1.0, 0.0, 2.0)
+    tiny = rlhf.binary_posterior(0.25, 1e-3)           # e^(1/beta) would overflow a float
+    assert tiny.reward == pytest.approx(1.0) and tiny.kl == pytest.approx(-math.log(0.25), abs=1e-9)
+    assert rlhf.binary_posterior(0.25, 1e6).kl == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="p must be"):
+        rlhf.binary_posterior(1.5, 1.0)
+    with pytest.raises(TypeError, match="p must be"):
+        rlhf.binary_posterior("0.5", 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        rlhf.binary_posterior(0.5, 0.0)

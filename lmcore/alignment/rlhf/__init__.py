@@ -29,7 +29,8 @@ The pieces, one module each (all names are importable from ``lmcore.alignment.rl
   labels from a hidden reward, ``P(a ≻ b) = σ(r(a) - r(b))``), ``bradley_terry_loss``,
   ``RewardModel`` and ``train_reward_model``.
 * **the posterior** (:mod:`.posterior`) — ``exact_posterior`` (with ``log Z``), ``kl_divergence``,
-  ``entropy``, ``kl_regularised_objective``; and sampling with the prior alone:
+  ``entropy``, ``kl_regularised_objective``, ``binary_posterior`` (a 0/1 reward's posterior from the
+  prior's pass rate alone); and sampling with the prior alone:
   ``rejection_sample``, ``importance_weights``, ``effective_sample_size``,
   ``importance_resample``, ``best_of_n``.
 * **fine-tuning** (:mod:`.objectives`) — ``KLRegularisedObjective`` (REINFORCE with a
@@ -54,8 +55,10 @@ from .objectives import (
     sample_kl_estimate,
 )
 from .posterior import (
+    BinaryPosterior,
     Posterior,
     best_of_n,
+    binary_posterior,
     effective_sample_size,
     entropy,
     exact_posterior,
@@ -82,6 +85,7 @@ __all__ = [
     "Reward", "LexiconReward", "compute_rewards", "sample_preferences", "bradley_terry_loss", "RewardModel",
     "train_reward_model",
     "Posterior", "exact_posterior", "kl_divergence", "entropy", "kl_regularised_objective",
+    "BinaryPosterior", "binary_posterior",
     "rejection_sample", "importance_weights", "effective_sample_size", "importance_resample", "best_of_n",
     "reinforce_loss", "dpo_loss", "KLRegularisedObjective", "DPOObjective", "finetune_kl", "finetune_dpo",
     "sample_kl_estimate", "check_same_tokenizer",

@@ -2,7 +2,8 @@
 
 On an enumerated space, ``π*(x) = π0(x) · exp(r(x)/β) / Z`` is computed exactly
 (``exact_posterior``, with ``log Z``), and so are ``kl_divergence``, ``entropy`` and the objective
-``J = E_πθ[r] - β KL(πθ ‖ π0)`` (``kl_regularised_objective``). Without fine-tuning, samples of the
+``J = E_πθ[r] - β KL(πθ ‖ π0)`` (``kl_regularised_objective``). For a 0/1 reward (a verifier) the
+posterior needs only the prior's pass rate (``binary_posterior``), on any space. Without fine-tuning, samples of the
 prior can be turned into posterior samples: ``rejection_sample`` (exact), ``importance_weights`` /
 ``importance_resample`` with ``effective_sample_size``, and ``best_of_n``.
 """
@@ -17,7 +18,8 @@ from ..._checks import ArgumentTypeError, check_float, check_int
 from .rewards import _check_finite, _check_vectors
 from .sequences import _check_generator
 
-__all__ = ["Posterior", "exact_posterior", "kl_divergence", "entropy", "kl_regularised_objective",
+__all__ = ["Posterior", "exact_posterior", "BinaryPosterior", "binary_posterior",
+           "kl_divergence", "entropy", "kl_regularised_objective",
            "rejection_sample", "importance_weights", "effective_sample_size", "importance_resample", "best_of_n"]
 
 
@@ -80,6 +82,32 @@ def exact_posterior(prior_logprobs: torch.Tensor, rewards: torch.Tensor, beta: f
     unnorm = lp0 + r / beta
     log_z = float(torch.logsumexp(unnorm, 0))
     return Posterior(unnorm - log_z, log_z)
+
+
+class BinaryPosterior(NamedTuple):
+    """The posterior of a 0/1 reward: its pass rate ``reward``, ``kl`` = KL(π* ‖ π0) and ``log_z``."""
+    reward: float
+    kl: float
+    log_z: float
+
+
+def binary_posterior(p: float, beta: float) -> BinaryPosterior:
+    """The exact posterior of a 0/1 reward from the prior's pass rate ``p`` alone, on any space.
+
+    With ``r(x) ∈ {0, 1}``, ``Z = 1 - p + p·e^{1/β}``; the posterior passes with
+    ``p* = p·e^{1/β} / Z`` and, since ``log π*/π0 = r/β - log Z``, ``KL(π* ‖ π0) = p*/β - log Z``.
+    Inside the passing and the failing texts it keeps the prior's proportions, so this is also the
+    least KL at which any policy passes with rate ``p*``: the Bernoulli KL of ``p*`` against ``p``.
+    ``p`` in [0, 1], ``beta`` > 0; computed in log space, so a tiny ``beta`` does not overflow.
+    """
+    check_float("p", p, low=0.0, high=1.0)
+    _check_beta(beta)
+    if p in (0.0, 1.0):         # one class holds all the mass: the evidence changes nothing
+        return BinaryPosterior(float(p), 0.0, 0.0 if p == 0.0 else 1.0 / beta)
+    log_z = float(torch.logaddexp(torch.tensor(math.log1p(-p), dtype=torch.float64),
+                                  torch.tensor(math.log(p) + 1.0 / beta, dtype=torch.float64)))
+    p_star = math.exp(math.log(p) + 1.0 / beta - log_z)
+    return BinaryPosterior(p_star, max(0.0, p_star / beta - log_z), log_z)
 
 
 def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
