@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,11 @@ def build_book(out: Path | None = None) -> Path:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
         pytest.fail(f"the book build failed (exit {proc.returncode}):\n{tail}")
-    return out / "_build" / "html"
+    html = out / "_build" / "html"
+    # Sphinx copies the static files only when a page is rebuilt: after an edit of the JavaScript or
+    # CSS alone, an incremental build would keep the old copies.
+    shutil.copytree(ROOT / "_assets", html / "_static", dirs_exist_ok=True)
+    return html
 
 
 @pytest.fixture(scope="session")
