@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 JB_FLAGS ?= -W -n --keep-going
 WIDGETS_NPM ?= @jupyter-widgets/html-manager@1.0.15
 REQUIREJS_NPM ?= requirejs@2.3.8
+ORT_WEB_NPM ?= onnxruntime-web@1.30.0
 
 # Caches shared by the notebook tests and the book build (trained models, corpora).
 export LMCORE_CACHE ?= $(CURDIR)/_build/lmcore_cache
@@ -23,16 +24,20 @@ book test test-portable book-instructor: export LMCORE_PROGRESS := 0
 # Chapters executed for the book store the HTML fallbacks that load the book's offline plotly.js.
 book book-instructor: export LMCORE_BOOK := 1
 
-.PHONY: book test lint test-portable lab pdf assets student book-instructor bench clean help
+.PHONY: book test lint test-portable lab pdf assets web-assets student student-branch grade nbgrader-env book-instructor bench clean help
 
 help:
 	@echo "make book   - build the HTML book (executes every chapter) into _build/html"
 	@echo "make test   - unit tests, every notebook under nbval, the book build, the browser check"
 	@echo "make lint   - ruff and mypy (the first step of make test)"
+	@echo "make web-assets - the in-browser explorer's files: the models as ONNX, onnxruntime-web (make book/test run it)"
 	@echo "make test-portable - the notebooks under nbval again, with another CPU's floating-point kernels"
 	@echo "make lab    - open the chapters in JupyterLab"
 	@echo "make student OUT=DIR [CHAPTER=05] [FORCE=1] - write the student edition (solutions replaced by stubs)"
-	@echo "make book-instructor - build the book with solutions hidden"
+	@echo "make student-branch [BRANCH=student] - commit the student edition of HEAD onto a local branch (then git push)"
+	@echo "make grade SUBMISSIONS=DIR CHAPTER=chapters/NN_x.ipynb OUT=grades [FORCE=1] - run and grade every submission"
+	@echo "make nbgrader-env - nbgrader in its own environment, _build/nbgrader (tests/test_grading.py uses it)"
+	@echo "make book-instructor [LAUNCH_BRANCH=student] - build the book with solutions hidden (launch buttons on that branch)"
 	@echo "make pdf    - the printable PDF through LaTeX (Debian texlive packages, see setup.md)"
 	@echo "make bench  - run the benchmarks (prints tables)"
 
@@ -57,16 +62,37 @@ _assets/vendor/.installed: $(VENV)/.installed
 
 assets: _assets/vendor/.installed
 
+# The in-browser explorer of chapters 1 and 8 (_assets/explorer/): onnxruntime-web's wasm runtime
+# (only ort.wasm.min.js and a script holding the wasm, packed by tools/export_onnx.py) into
+# _assets/vendor/ort/, and the zoo models exported to ONNX into _assets/models/. Generated, never
+# committed; the export is redone when the shipped weights or the exporter change.
+_assets/vendor/ort/.installed: _assets/vendor/.installed tools/export_onnx.py
+	rm -rf _assets/vendor/ort _build/npm/ort && mkdir -p _assets/vendor/ort _build/npm/ort
+	cd _build/npm/ort && npm pack --silent $(ORT_WEB_NPM) >/dev/null
+	tar xzf _build/npm/ort/onnxruntime-web-*.tgz -C _build/npm/ort package/dist/ort.wasm.min.js \
+	    package/dist/ort-wasm-simd-threaded.wasm package/dist/ort-wasm-simd-threaded.mjs
+	cp _build/npm/ort/package/dist/ort.wasm.min.js _assets/vendor/ort/
+	$(BIN)/python tools/export_onnx.py --runtime _build/npm/ort/package/dist --out _assets/vendor/ort
+	touch $@
+
+_assets/models/.exported: $(VENV)/.installed tools/export_onnx.py lmcore/zoo/weights/manifest.json
+	$(BIN)/python tools/export_onnx.py --out _assets/models toy-char
+	touch $@
+
+web-assets: _assets/vendor/ort/.installed _assets/models/.exported
+
 # Colab's widget stack (ipywidgets 7.7.1, IPython 7.34) in its own environment, for
 # tests/test_widgets_ipywidgets7.py; lmcore comes from this checkout through PYTHONPATH.
 IPYW7 := _build/ipyw7
+# nbgrader's own environment (the export test, tests/test_grading.py); its target is below `grade`.
+NBGRADER_ENV := _build/nbgrader
 $(IPYW7)/.installed:
 	rm -rf $(IPYW7) && $(PYTHON) -m venv $(IPYW7)
 	$(IPYW7)/bin/python -m pip install -q "$(TORCH_SPEC)"
 	$(IPYW7)/bin/python -m pip install -q ipywidgets==7.7.1 ipython==7.34.0 numpy tqdm regex safetensors matplotlib scipy
 	touch $@
 
-book: assets
+book: assets web-assets
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
@@ -76,7 +102,7 @@ book: assets
 # Chapters run single-threaded (lmcore.setup), two at a time: one per core. A notebook's cells
 # stay together in one worker (--dist loadfile), in order, in one fresh kernel.
 PYTEST_WORKERS ?= 2
-test: assets lint $(IPYW7)/.installed
+test: assets web-assets lint $(IPYW7)/.installed $(NBGRADER_ENV)/.installed
 	$(BIN)/python -m pytest -q tests -m "not book and not browser" -p no:cacheprovider -n $(PYTEST_WORKERS) --dist worksteal
 	$(BIN)/python -m pytest -q --nbval-lax chapters -p no:cacheprovider --nbval-cell-timeout=900 -n $(PYTEST_WORKERS) --dist loadfile
 	$(BIN)/python -m pytest -q tests -m "book or browser" -p no:cacheprovider
@@ -100,13 +126,32 @@ test-portable: assets
 student: $(VENV)/.installed
 	$(BIN)/python tools/course.py student --out "$(or $(OUT),student)" $(if $(CHAPTER),--chapter "$(CHAPTER)") $(if $(FORCE),--force)
 
+# The student edition of the committed chapters as a branch with main's layout, for the launch buttons
+# (git plumbing in a temporary index: the working tree and the current branch are not touched).
+student-branch: $(VENV)/.installed
+	$(BIN)/python tools/course.py student-branch --branch "$(or $(BRANCH),student)"
+
+# Each submission (SUBMISSIONS/<student>.ipynb or SUBMISSIONS/<student>/) runs in a fresh kernel and the
+# grader calls the source CHAPTER's checks itself (tools/grading.py); the report is OUT.csv and OUT.json.
+grade: $(VENV)/.installed
+	$(BIN)/python tools/course.py grade "$(SUBMISSIONS)" --chapter "$(CHAPTER)" --out "$(or $(OUT),grades)" $(if $(FORCE),--force)
+
+# nbgrader, for the export (tools/nbgrader_export.py), in its own environment: in the project's, its Lab
+# and server extensions would change what `make lab` shows. Notebooks it runs use the project's kernel
+# (tests/test_grading.py puts a kernelspec on JUPYTER_PATH). About 40 s.
+$(NBGRADER_ENV)/.installed:
+	rm -rf $(NBGRADER_ENV) && $(PYTHON) -m venv $(NBGRADER_ENV)
+	$(NBGRADER_ENV)/bin/python -m pip install -q "nbgrader==0.9.6" "jupyterlab>=4.1,<4.6"
+	touch $@
+nbgrader-env: $(NBGRADER_ENV)/.installed
+
 # The book with every solution removed, for publishing before a deadline: built from the
 # chapters' stored outputs (run `make book` or `make test` first so they are current).
 # A folder built before the tool marked its output folders (.lmcore-course-output) is make's own
 # build output like the rest of _build/ (`make clean`), so it is removed rather than refused.
-book-instructor: assets
+book-instructor: assets web-assets
 	test -e _build/instructor_src/.lmcore-course-output || rm -rf _build/instructor_src
-	$(BIN)/python tools/course.py instructor-book --out _build/instructor_src
+	$(BIN)/python tools/course.py instructor-book --out _build/instructor_src $(if $(LAUNCH_BRANCH),--launch-branch "$(LAUNCH_BRANCH)")
 	$(BIN)/jupyter-book build _build/instructor_src $(JB_FLAGS)
 	@echo "The book without solutions is at $(CURDIR)/_build/instructor_src/_build/html/index.html"
 

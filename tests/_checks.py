@@ -13,12 +13,12 @@ def assert_check_behaves(check, solution, wrong_answers, capsys) -> None:
     ``wrong_answers``: functions, or ``(function, hint)`` pairs whose FAIL line must contain ``hint``.
     """
     capsys.readouterr()
-    assert check(solution) is True
+    assert check(solution).status == "pass"
     assert "PASS" in capsys.readouterr().out
-    assert check(_stub) is False
-    assert "not implemented" in capsys.readouterr().out
+    assert check(_stub).status == "unsolved"
+    assert "NOT SOLVED YET" in capsys.readouterr().out
     for item in wrong_answers:
         fn, hint = item if isinstance(item, tuple) else (item, "")
-        assert check(fn) is False, fn.__name__
+        assert check(fn).status == "fail", fn.__name__
         out = capsys.readouterr().out
         assert out.startswith("FAIL") and "Traceback" not in out and hint in out, (fn.__name__, out)

@@ -94,3 +94,64 @@ def test_check_token_ids_rejects_floats_bools_and_out_of_range_ids():
             check_token_ids("ids", bad, 5)
     with pytest.raises(ValueError, match=">= 0, got -2"):
         check_token_ids("ids", [-2])
+
+
+# --- The exercise checks' result (lmcore.exercises.CheckResult, run_check) --------------------------
+
+def test_run_check_returns_a_result_for_each_status(capsys):
+    from lmcore.exercises import CheckFailed, CheckResult, run_check
+    from lmcore.exercises._check import CheckUnsolved
+
+    def fails():
+        raise CheckFailed("a hint")
+
+    def stub():
+        raise NotImplementedError("Exercise ex-1: not solved yet")
+
+    def empty():
+        raise CheckUnsolved("results is empty: run the sweep")
+
+    def crashes():
+        return 1 / 0
+
+    got = [run_check("demo", body) for body in (lambda: None, fails, stub, empty, crashes)]
+    assert [r.status for r in got] == ["pass", "fail", "unsolved", "unsolved", "fail"]
+    assert [bool(r) for r in got] == [True, False, False, False, False]
+    assert got[0] == CheckResult("demo", "pass", "") and got[1].hint == "a hint"
+    assert "ZeroDivisionError" in got[4].hint
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "PASS demo" and lines[1] == "FAIL demo: a hint"
+    assert lines[2].startswith("NOT SOLVED YET demo: ") and "NotImplementedError" in lines[2]
+    assert lines[3] == "NOT SOLVED YET demo: results is empty: run the sweep"
+    assert run_check("demo", fails, quiet=True).status == "fail" and capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="status must be one of"):
+        CheckResult("demo", "passed")
+
+
+def test_a_check_result_displays_nothing_in_ipython():
+    """IPython asks ``_ipython_display_`` first: a check as a cell's last line shows no True/False or repr."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from lmcore.exercises import CheckResult
+
+    formatter = DisplayFormatter()
+    assert formatter.format(True) == ({"text/plain": "True"}, {}), "the formatter shows what a bool would echo"
+    for status in ("pass", "fail", "unsolved"):
+        assert formatter.format(CheckResult("demo", status, "")) == ({}, {})
+
+
+def test_a_check_as_the_last_line_of_a_kernel_cell_prints_only_its_line():
+    """In a real kernel (what Jupyter and Colab run), the cell's only output is the check's line."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import torch, lmcore\n"
+                                          "def perplexity(logprobs):\n    return float(torch.exp(-logprobs.mean()))"),
+                nbformat.v4.new_code_cell("lmcore.exercises.check_perplexity(perplexity)"),
+                nbformat.v4.new_code_cell("def perplexity(logprobs):\n    raise NotImplementedError\n"
+                                          "lmcore.exercises.check_perplexity(perplexity)")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    for cell, line in ((nb.cells[1], "PASS perplexity\n"), (nb.cells[2], "NOT SOLVED YET perplexity: ")):
+        assert [o.output_type for o in cell.outputs] == ["stream"], cell.outputs
+        assert cell.outputs[0].text.startswith(line) and cell.outputs[0].text.count("\n") == 1

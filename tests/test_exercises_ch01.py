@@ -135,27 +135,27 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_reference_passes(name, capsys):
     check = getattr(exercises, name)
-    assert check(CASES[name][0]) is True
+    assert check(CASES[name][0]).status == "pass"
     assert capsys.readouterr().out.startswith("PASS ")
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_stub_fails_as_not_attempted(name, capsys):
-    assert getattr(exercises, name)(stub) is False
-    assert "not implemented yet" in capsys.readouterr().out
+    assert getattr(exercises, name)(stub).status == "unsolved"
+    assert "NOT SOLVED YET" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name, wrong", [(n, w) for n, (_, ws) in CASES.items() for w in ws],
                          ids=[w.__name__ for _, ws in CASES.values() for w in ws])
 def test_wrong_answers_fail_with_a_hint(name, wrong, capsys):
-    assert getattr(exercises, name)(wrong) is False
+    assert getattr(exercises, name)(wrong).status == "fail"
     out = capsys.readouterr().out
     assert out.startswith("FAIL ") and len(out) > 40
 
 
 def test_quiet_prints_nothing(capsys):
-    assert exercises.check_perplexity(ppl_sum, quiet=True) is False
-    assert exercises.check_perplexity(perplexity, quiet=True) is True
+    assert exercises.check_perplexity(ppl_sum, quiet=True).status == "fail"
+    assert exercises.check_perplexity(perplexity, quiet=True).status == "pass"
     assert capsys.readouterr().out == ""
 
 
@@ -181,3 +181,13 @@ def test_specific_hints(name, wrong, hint, capsys):
 def test_every_check_is_reexported_by_the_package(name):
     assert getattr(lmcore.exercises, name, None) is getattr(exercises, name), (
         f"lmcore.exercises does not re-export {name}: add it to lmcore/exercises/__init__.py")
+
+
+@pytest.mark.parametrize("name, wrong", [("check_sample_from_logits", sampler_naive_softmax),
+                                         ("check_cross_entropy", ce_naive)])
+def test_overflow_hints_point_at_the_mistake_without_giving_the_trick_away(name, wrong, capsys):
+    """Issue 18: hints that state the whole rule give the answer away."""
+    assert getattr(exercises, name)(wrong).status == "fail"
+    out = capsys.readouterr().out
+    assert "overflows to inf" in out and ("without changing the softmax" in out or "leaves the softmax unchanged" in out)
+    assert "subtract max" not in out and "largest logit is subtracted" not in out and "logsumexp(z)" not in out

@@ -64,6 +64,28 @@ def bigram_forgets_eps_in_denominator(ids, vocab_size, eps):
     return (counts + eps) / np.maximum(counts.sum(axis=1, keepdims=True), 1)
 
 
+def _pair_counts(ids, vocab_size):
+    counts = np.zeros((vocab_size, vocab_size))
+    for a, b in zip(ids, ids[1:]):
+        counts[a, b] += 1
+    return counts
+
+
+def bigram_eps_once_in_denominator(ids, vocab_size, eps):   # adds eps to each entry, but only once below
+    counts = _pair_counts(ids, vocab_size)
+    return (counts + eps) / (counts.sum(axis=1, keepdims=True) + eps)
+
+
+def bigram_transposed(ids, vocab_size, eps):
+    return bigram_probs(ids, vocab_size, eps).T
+
+
+def bigram_without_eps(ids, vocab_size, eps):
+    counts = _pair_counts(ids, vocab_size)
+    with np.errstate(invalid="ignore"):
+        return counts / counts.sum(axis=1, keepdims=True)
+
+
 def jm_swapped(logp_high, logp_low, lam):
     return np.log((1 - lam) * np.exp(logp_high) + lam * np.exp(logp_low))
 
@@ -103,7 +125,10 @@ def best_lambda_returns_the_curve(num_chars):
 
 
 CASES = [
-    (exercises.check_bigram_probs, bigram_probs, [bigram_context_from_unigram_counts, bigram_forgets_eps_in_denominator]),
+    (exercises.check_bigram_probs, bigram_probs,
+     [(bigram_context_from_unigram_counts, "followed by nothing"), (bigram_forgets_eps_in_denominator, "not 1"),
+      (bigram_eps_once_in_denominator, "missing part of the eps"), (bigram_transposed, "swapped"),
+      (bigram_without_eps, "where is eps?")]),
     (exercises.check_jelinek_mercer, jelinek_mercer,
      [(jm_swapped, "belongs to the longer context"), (jm_mixes_log_probs, "mix the probabilities"),
       (jm_returns_probabilities, "not probabilities"), (jm_in_bits, "natural log")]),
@@ -127,3 +152,15 @@ def test_best_lambda_is_strictly_inside_the_grid_and_grows_with_data():
     assert best[3_000] < best[10_000] < best[30_000], best
     curve = _curve(10_000)
     assert curve[0] > curve.min() + 0.05 and curve[-1] > curve.min() + 0.05   # a clear valley, not a plateau
+
+
+def test_bigram_hints_point_at_the_mistake_without_stating_the_formula(capsys):
+    """Issue 18: the hint spelled out the whole add-ε rule ("divide by the count of the context plus eps
+    times the vocabulary size")."""
+    capsys.readouterr()
+    for wrong in (bigram_context_from_unigram_counts, bigram_forgets_eps_in_denominator,
+                  bigram_eps_once_in_denominator, bigram_transposed, bigram_without_eps):
+        assert exercises.check_bigram_probs(wrong).status == "fail"
+    out = capsys.readouterr().out
+    assert out.count("FAIL bigram_probs") == 5
+    assert "times the vocabulary size" not in out and "plus eps" not in out and "add eps, and normalise" not in out

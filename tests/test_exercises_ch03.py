@@ -87,6 +87,29 @@ def apply_longest_match(data, merges):
     return out
 
 
+def merge_drops_last(ids, pair, new_id):  # the loop stops one short: a final unpaired id is lost
+    out, i = [], 0
+    while i < len(ids) - 1:
+        if (ids[i], ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def merge_right_to_left(ids, pair, new_id):
+    return merge(list(ids)[::-1], tuple(pair)[::-1], new_id)[::-1]
+
+
+def apply_merges_off_by_one(data, merges):  # merge r made the id 257 + r
+    ids = list(data)
+    for rank, pair in enumerate(merges):
+        ids = merge(ids, pair, 257 + rank)
+    return ids
+
+
 def train_bpe_max_tie(text, num_merges):  # max() keeps the FIRST pair seen on ties, not the smallest
     ids, merges = list(text.encode("utf-8")), []
     for r in range(num_merges):
@@ -124,8 +147,8 @@ def same_cut_as_percent(tokenizer, text):  # a percentage, not a fraction
 
 
 CASES = [
-    (exercises.check_merge, merge, [merge_overlapping, merge_first_only]),
-    (exercises.check_apply_merges, apply_merges, [apply_longest_match]),
+    (exercises.check_merge, merge, [merge_overlapping, merge_first_only, merge_drops_last, merge_right_to_left]),
+    (exercises.check_apply_merges, apply_merges, [apply_longest_match, apply_merges_off_by_one]),
     (exercises.check_train_bpe, train_bpe, [train_bpe_max_tie, train_bpe_fixed_ids]),
     (exercises.check_same_cut_fraction, same_cut_fraction,
      [(same_cut_all_equations, "same number of digits"), (same_number_of_tokens, "not only how many tokens"),
@@ -136,3 +159,40 @@ CASES = [
 @pytest.mark.parametrize("check,solution,wrong", CASES, ids=[c[0].__name__ for c in CASES])
 def test_check_passes_reference_and_fails_stub_and_wrong_answers(check, solution, wrong, capsys):
     assert_check_behaves(check, solution, wrong, capsys)
+
+
+def _fail_line(check, wrong, capsys):
+    capsys.readouterr()
+    assert check(wrong).status == "fail"
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL ") and out.count("\n") == 1, out
+    return out
+
+
+def test_merge_that_drops_the_last_id_is_told_so_not_about_overlaps(capsys):
+    """Issue 18: it got the "overlapping occurrences" hint."""
+    out = _fail_line(exercises.check_merge, merge_drops_last, capsys)
+    assert "the last id is missing" in out and "overlapping" not in out
+
+
+@pytest.mark.parametrize("wrong", [merge_overlapping, merge_right_to_left])
+def test_merge_with_overlapping_occurrences_gets_the_overlap_hint(wrong, capsys):
+    out = _fail_line(exercises.check_merge, wrong, capsys)
+    assert "overlapping occurrences" in out and "[5, 5, 5]" in out
+
+
+def test_merge_that_replaces_only_the_first_occurrence(capsys):
+    out = _fail_line(exercises.check_merge, merge_first_only, capsys)
+    assert "replace every occurrence" in out and "overlapping" not in out
+
+
+def test_apply_merges_off_by_one_is_told_about_the_ids_not_the_count_or_the_order(capsys):
+    """Issue 18: it printed "returned [257, 99], expected 2 ids" (it did return 2) and the earliest-merge hint."""
+    out = _fail_line(exercises.check_apply_merges, apply_merges_off_by_one, capsys)
+    assert "the right number of ids, but the new ids are not the right ones" in out
+    assert "expected" not in out and "EARLIEST" not in out and "longest" not in out and "right encoding has" not in out
+
+
+def test_apply_merges_longest_match_is_named_as_such(capsys):
+    out = _fail_line(exercises.check_apply_merges, apply_longest_match, capsys)
+    assert "longest-match encoding" in out and "'abc'" in out

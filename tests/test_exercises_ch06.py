@@ -128,20 +128,20 @@ CASES = [
 
 @pytest.mark.parametrize("check, solution", [(c, s) for c, s, _ in CASES], ids=lambda v: getattr(v, "__name__", ""))
 def test_reference_solution_passes(check, solution, capsys):
-    assert check(solution) is True
+    assert check(solution).status == "pass"
     assert capsys.readouterr().out.startswith("PASS")
 
 
 @pytest.mark.parametrize("check", [c for c, _, _ in CASES], ids=lambda c: c.__name__)
 def test_stub_fails_as_not_implemented(check, capsys):
-    assert check(stub) is False
-    assert "not implemented yet" in capsys.readouterr().out
+    assert check(stub).status == "unsolved"
+    assert "NOT SOLVED YET" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("check, wrong", [(c, w) for c, _, ws in CASES for w in ws],
                          ids=lambda v: getattr(v, "__name__", ""))
 def test_wrong_answers_fail(check, wrong, capsys):
-    assert check(wrong) is False
+    assert check(wrong).status == "fail"
     out = capsys.readouterr().out
     assert out.startswith("FAIL")
     assert "raised" not in out, out   # the check diagnosed the mistake instead of crashing
@@ -167,8 +167,8 @@ def test_hints_name_the_mistake(capsys):
 
 
 def test_quiet_prints_nothing(capsys):
-    assert exercises.check_alibi_bias(alibi_bias, quiet=True) is True
-    assert exercises.check_alibi_bias(stub, quiet=True) is False
+    assert exercises.check_alibi_bias(alibi_bias, quiet=True).status == "pass"
+    assert exercises.check_alibi_bias(stub, quiet=True).status == "unsolved"
     assert capsys.readouterr().out == ""
 
 
@@ -196,7 +196,7 @@ def _reach(window, n_layer, T=64, count=False, tolerance=0.0, layers=None):
 
 def test_receptive_field_check_passes_on_real_measurements(capsys):
     measured = {(W, L): _reach(W, L) for W, L in exercises.ch06.RECEPTIVE_CASES}
-    assert exercises.check_receptive_field(measured) is True
+    assert exercises.check_receptive_field(measured).status == "pass"
     assert capsys.readouterr().out.strip() == "PASS receptive_field"
 
 
@@ -208,13 +208,15 @@ def test_receptive_field_check_names_the_mistake(slip, phrase, capsys):
                 "one layer": lambda W, L: _reach(W, L, layers=1),
                 "no window": lambda W, L: _reach(None, L),
                 "formula": lambda W, L: W * L}[slip]
-    assert exercises.check_receptive_field({(W, L): measured(W, L) for W, L in cases}) is False
+    assert exercises.check_receptive_field({(W, L): measured(W, L) for W, L in cases}).status == "fail"
     out = capsys.readouterr().out
     assert out.startswith("FAIL receptive_field:") and phrase in out, out
 
 
 def test_receptive_field_check_refuses_non_measurements(capsys):
-    for bad, phrase in (({}, "no measurement"), (lambda: 0, "pass the dict"),
+    assert exercises.check_receptive_field({}).status == "unsolved"     # the starter cell's empty dict
+    assert capsys.readouterr().out.startswith("NOT SOLVED YET receptive_field: receptive is empty")
+    for bad, phrase in (({(8, 1): 7}, "no measurement"), (lambda: 0, "pass the dict"),
                         ({case: 2.5 for case in exercises.ch06.RECEPTIVE_CASES}, "whole number")):
-        assert exercises.check_receptive_field(bad) is False
+        assert exercises.check_receptive_field(bad).status == "fail"
         assert phrase in capsys.readouterr().out

@@ -98,22 +98,22 @@ CHECKS = {
 @pytest.mark.parametrize("name", CHECKS)
 def test_check_passes_on_reference(name, capsys):
     check, solution, _ = CHECKS[name]
-    assert check(solution) is True
+    assert check(solution).status == "pass"
     assert capsys.readouterr().out.strip() == f"PASS {name}"
 
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_check_reports_stub_as_not_implemented(name, capsys):
     check, _, _ = CHECKS[name]
-    assert check(stub) is False
-    assert "not implemented yet" in capsys.readouterr().out
+    assert check(stub).status == "unsolved"
+    assert "NOT SOLVED YET" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name, wrong", [(name, w) for name, (_, _, ws) in CHECKS.items() for w in ws],
                          ids=lambda x: getattr(x, "__name__", x))
 def test_check_fails_on_wrong_answer(name, wrong, capsys):
     check, _, _ = CHECKS[name]
-    assert check(wrong) is False
+    assert check(wrong).status == "fail"
     out = capsys.readouterr().out
     assert out.startswith(f"FAIL {name}:")
 
@@ -132,8 +132,8 @@ def test_hints_name_the_mistake(capsys):
 
 
 def test_quiet_prints_nothing(capsys):
-    assert exercises.check_kv_cache_bytes(kv_cache_bytes, quiet=True) is True
-    assert exercises.check_cached_attention_step(step_unscaled, quiet=True) is False
+    assert exercises.check_kv_cache_bytes(kv_cache_bytes, quiet=True).status == "pass"
+    assert exercises.check_cached_attention_step(step_unscaled, quiet=True).status == "fail"
     assert capsys.readouterr().out == ""
 
 
@@ -173,7 +173,7 @@ def window_measurements() -> dict[str, dict[int, int]]:
 
 
 def test_window_check_passes_on_a_real_measurement(window_measurements, capsys):
-    assert exercises.check_window_step_flops(window_measurements["right"]) is True
+    assert exercises.check_window_step_flops(window_measurements["right"]).status == "pass"
     assert capsys.readouterr().out.strip() == "PASS window_step_flops"
 
 
@@ -182,15 +182,20 @@ def test_window_check_passes_on_a_real_measurement(window_measurements, capsys):
                                            ("whole sequence", "whole sequence"),
                                            ("prefill one short", "wrong position")])
 def test_window_check_names_the_mistake_of_a_wrong_measurement(window_measurements, wrong, phrase, capsys):
-    assert exercises.check_window_step_flops(window_measurements[wrong]) is False
+    assert exercises.check_window_step_flops(window_measurements[wrong]).status == "fail"
     out = capsys.readouterr().out
     assert out.startswith("FAIL window_step_flops:") and phrase in out, out
 
 
-@pytest.mark.parametrize("bad, phrase", [({}, "no measurement"), (lambda: 0, "pass the dict"),
+def test_window_check_reports_the_empty_starter_dict_as_unsolved(capsys):
+    assert exercises.check_window_step_flops({}).status == "unsolved"
+    assert capsys.readouterr().out.startswith("NOT SOLVED YET window_step_flops: window_flops is empty")
+
+
+@pytest.mark.parametrize("bad, phrase", [({8: 1.0}, "no measurement"), (lambda: 0, "pass the dict"),
                                          ({t: "many" for t in (8, 16, 32, 64, 128, 256)}, "a number of FLOPs")])
 def test_window_check_refuses_what_is_not_a_measurement(bad, phrase, capsys):
-    assert exercises.check_window_step_flops(bad) is False
+    assert exercises.check_window_step_flops(bad).status == "fail"
     assert phrase in capsys.readouterr().out
 
 
@@ -199,5 +204,5 @@ def test_window_check_rejects_a_count_off_by_one_key(window_measurements, capsys
     from lmcore.exercises.ch07 import WINDOW_CONFIG
     d, n_layer = WINDOW_CONFIG["n_embd"], WINDOW_CONFIG["n_layer"]
     short = {t: f - 4 * n_layer * d for t, f in window_measurements["right"].items()}
-    assert exercises.check_window_step_flops(short) is False
+    assert exercises.check_window_step_flops(short).status == "fail"
     assert capsys.readouterr().out.startswith("FAIL window_step_flops:")

@@ -2,8 +2,10 @@
 
     python tools/course.py student --out student/            # every chapter
     python tools/course.py student --out student/ --chapter 05
-    python tools/course.py grade student/05_transformer.ipynb  # which checks pass
+    python tools/course.py grade submissions/ --chapter chapters/05_transformer.ipynb --out grades  # tools/grading.py
+    python tools/course.py export-nbgrader --chapter chapters/02_ngrams.ipynb --out course/       # for nbgrader
     python tools/course.py instructor-book --out _build/instructor_src   # book without solutions
+    python tools/course.py student-branch                     # the student edition on the branch `student`
 
 Output folders are safe to name: a folder the tool creates gets a marker file (``.lmcore-course-output``)
 and may be rewritten by the same command later; a non-empty folder without that marker is refused
@@ -12,15 +14,21 @@ sources (the chapters, the book's folder, any folder holding them) and any git r
 even with ``--force``.
 Bad arguments end with a message and exit status 2.
 
-The student edition of a chapter is the chapter with every code cell tagged ``solution`` replaced by
-a stub that raises ``NotImplementedError("Exercise <label>: ...")``, every solution directive
-(``{solution}`` blocks and the ``{solution-start}`` / ``{solution-end}`` gates) removed from the
-markdown, and all outputs cleared.  Everything else is unchanged, so the students' notebook runs
-exactly like the book up to their first exercise.
+The student edition of a chapter is the chapter with, in every code cell tagged ``solution``, each
+``### BEGIN SOLUTION`` / ``### END SOLUTION`` region replaced: inside a function by
+``raise NotImplementedError("Exercise <label>: not solved yet")`` (its ``def`` line and docstring
+stay), at the top level by a ``# your code here`` comment.  The written solutions (``{solution}``
+blocks, and everything between a ``{solution-start}`` and its ``{solution-end}`` gate except the
+solution cells) are removed; an exercise with a written solution or without a check gets a markdown
+cell "**Your answer:** ..." in its place; claim cells about what only a solution computes are
+dropped, and other cells that use a solution are wrapped so that they report "skipped" until it is
+written; all outputs are cleared.  "Run All" runs the whole chapter: a check of an unsolved
+exercise prints ``NOT SOLVED YET`` and the chapter goes on.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import re
@@ -29,12 +37,17 @@ import sys
 from pathlib import Path
 
 __all__ = ["CourseError", "make_student_notebook", "write_student_edition", "make_public_notebook", "write_instructor_book",
-           "list_exercises", "grade_notebook", "main", "MARKER"]
+           "list_exercises", "main", "MARKER"]
 
 SOLUTION_TAG = "solution"
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}(?P<arg>[^\n]*)$")
 _GATE_START = re.compile(r"^\s*(`{3,}|:{3,})\{solution-start\}\s*(?P<label>[\w:.-]+)")
 _GATE_END = re.compile(r"^\s*(`{3,}|:{3,})\{solution-end\}")
+# The nbgrader-style lines around the part of a solution cell the student writes.
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_CHECK_CELL = re.compile(r"^lmcore\.exercises\.check_\w+\(.*\);?$")
+_COLAB_LINK = re.compile(r"(colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/)[\w./-]+?(/chapters/)")
+_ANSWER_SLOT = "\x00answer:"   # stands, inside one markdown string, where a written solution was
 # Written into every output folder the tool creates: its first line names the command that owns it.
 MARKER = ".lmcore-course-output"
 
@@ -113,13 +126,16 @@ def _source(cell: dict) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
-def _strip_solution_blocks(markdown: str) -> str:
-    """Remove every fenced ``{solution}`` directive (with its body) from a markdown string."""
-    out, lines, i = [], markdown.split("\n"), 0
+def _solution_blocks(markdown: str) -> tuple[str, list[str]]:
+    """``markdown`` with every fenced ``{solution}`` directive (and its body) replaced by a line
+    ``_ANSWER_SLOT`` + its label, and the labels in order."""
+    out, labels, lines, i = [], [], markdown.split("\n"), 0
     while i < len(lines):
         m = _FENCE.match(lines[i].strip())
         if m and m.group("name") == "solution":
             fence = m.group("fence")
+            labels.append(m.group("arg").strip())
+            out.append(_ANSWER_SLOT + labels[-1])
             i += 1
             depth = 0
             while i < len(lines):
@@ -136,41 +152,205 @@ def _strip_solution_blocks(markdown: str) -> str:
             continue
         out.append(lines[i])
         i += 1
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+    return "\n".join(out), labels
+
+
+def _strip_solution_blocks(markdown: str) -> str:
+    """Remove every fenced ``{solution}`` directive (with its body) from a markdown string."""
+    text = _solution_blocks(markdown)[0]
+    kept = "\n".join(line for line in text.split("\n") if not line.startswith(_ANSWER_SLOT))
+    return re.sub(r"\n{3,}", "\n\n", kept).strip("\n")
+
+
+def stub_source(source: str, label: str) -> str:
+    """A solution cell's student-edition source: each ``### BEGIN SOLUTION`` / ``### END SOLUTION``
+    region replaced by ``raise NotImplementedError("Exercise <label>: not solved yet")`` when it is
+    indented (a function's body: its ``def`` line and docstring stay) or by a ``# your code here``
+    comment at the top level (an experiment that fills a results dict made outside the region).
+    A cell without regions is all solution.  ValueError on unbalanced markers."""
+    out: list[str] = []
+    region: str | None = None          # the BEGIN line's indentation while inside a region
+    for line in source.split("\n"):
+        marker = line.strip()
+        if marker == BEGIN:
+            if region is not None:
+                raise ValueError(f"Exercise {label}: a {BEGIN} inside another region")
+            region = line[:len(line) - len(line.lstrip())]
+            out.append(f'{region}raise NotImplementedError("Exercise {label}: not solved yet")' if region
+                       else f"# Exercise {label}: your code here")
+        elif marker == END:
+            if region is None:
+                raise ValueError(f"Exercise {label}: an {END} without its {BEGIN}")
+            region = None
+        elif region is None:
+            out.append(line)
+    if region is not None:
+        raise ValueError(f"Exercise {label}: a {BEGIN} without its {END}")
+    if not any(line.strip() in (BEGIN, END) for line in source.split("\n")):
+        return f"# Exercise {label}: your code here"
+    return "\n".join(out)
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+           ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _stores(nodes) -> set[str]:
+    """The names ``nodes`` bind in their own scope (not inside the functions, classes, lambdas and
+    comprehensions they contain, whose names are their own)."""
+    out: set[str] = set()
+    todo = list(nodes)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+            todo += node.decorator_list
+            continue
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.alias):
+            out.add((node.asname or node.name).split(".")[0])
+        todo += ast.iter_child_nodes(node)
+    return out
+
+
+def _reads(node: ast.AST) -> set[str]:
+    """The names ``node`` reads from outside: a function's parameters and locals are its own."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        args = node.args
+        params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a}
+        body = node.body if isinstance(node.body, list) else [node.body]
+        outer = [*args.defaults, *(d for d in args.kw_defaults if d), *getattr(node, "decorator_list", [])]
+        inner = set().union(*(_reads(n) for n in body)) - params - _stores(body)
+        return inner | set().union(*(_reads(n) for n in outer))
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        targets = _stores(g.target for g in node.generators)
+        return set().union(*(_reads(n) for n in ast.iter_child_nodes(node))) - targets
+    if isinstance(node, ast.Name):
+        return {node.id} if not isinstance(node.ctx, ast.Store) else set()
+    return set().union(*(_reads(n) for n in ast.iter_child_nodes(node)))
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(the names a cell binds at the top level, the names it reads that it does not bind); empty
+    sets if it does not parse (a cell with IPython magics)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set(), set()
+    bound = _stores(tree.body)
+    return bound, _reads(tree) - bound
+
+
+def _is_check(source: str) -> bool:
+    return bool(_CHECK_CELL.match(source.strip()))
+
+
+def _guarded(source: str) -> str:
+    """A cell that uses an exercise's solution, made to run on in the student edition until it is solved."""
+    body = "\n".join(("    " + line) if line.strip() else line for line in source.split("\n"))
+    return ("try:  # this cell uses your solution of an exercise above\n" + body + "\n"
+            "except (NotImplementedError, NameError) as err:\n"
+            '    print(f"skipped until the exercise above is solved ({type(err).__name__}: {err})")')
+
+
+def _answer_cell(label: str) -> dict:
+    return {"cell_type": "markdown", "id": re.sub(r"[^\w-]", "-", f"answer-{label}")[:64], "source": "**Your answer:** ...",
+            "metadata": {"tags": ["answer"], "exercise": label}}
+
+
+def _exercise_kinds(cells: list[dict]) -> tuple[list[str], set[str], set[str]]:
+    """(every exercise label in order, the labels with a code solution gate, those with a check cell)."""
+    rows = _exercise_rows(cells)
+    labels = [r["label"] for r in rows]
+    gated = {m.group("label") for c in cells if c["cell_type"] == "markdown" for m in [_GATE_START.match(_source(c))] if m}
+    return labels, gated, {r["label"] for r in rows if r["check"]}
 
 
 def _without_solutions(nb: dict, stub: bool, clear_outputs: bool) -> dict:
-    """Copy of ``nb`` with the solution gates and ``{solution}`` blocks removed from the markdown,
-    and each code cell tagged ``solution`` replaced by a stub (``stub=True``) or dropped."""
+    """Copy of ``nb`` without its solutions: the ``{solution}`` blocks, the gates and everything between
+    a ``{solution-start}`` and its ``{solution-end}`` except the code cells tagged ``solution``.  Those
+    become stubs (``stub=True``, see :func:`stub_source`) or are dropped.  With ``stub``, the copy is the
+    student edition: an exercise with a written solution or without a check gets a markdown answer
+    cell (tag ``answer``) where its solution was, claim cells that read what only a solution computes
+    are dropped, and other cells that do are guarded so that Run All goes on to the end."""
     if not isinstance(nb, dict) or "cells" not in nb:
         raise TypeError("nb must be a notebook dict (json.load of an .ipynb file)")
     nb = copy.deepcopy(nb)
-    cells, label, n_stub = [], None, 0
+    labels, gated, checked = _exercise_kinds(nb["cells"])
+    answered: set[str] = set()
+    # tainted: what a later cell cannot use in the student edition (a stub function, a name only a
+    # solution region binds); defined: what the cells kept so far bind for sure
+    cells, label, in_gate, n_stub, tainted, defined = [], None, False, 0, set(), set()
     for cell in nb["cells"]:
         src = _source(cell)
         if cell["cell_type"] == "markdown":
             gate = _GATE_START.match(src)
             if gate:
-                label = gate.group("label")
+                label, in_gate = gate.group("label"), True
                 continue
             if _GATE_END.match(src):
+                in_gate = False
+                if stub and label and label not in checked and label not in answered:
+                    answered.add(label)
+                    cells.append(_answer_cell(label))
                 continue
-            stripped = _strip_solution_blocks(src)
-            if not stripped.strip():
+            if in_gate:
                 continue
-            cell["source"] = stripped
-        elif cell["cell_type"] == "code":
-            if clear_outputs:
-                cell["outputs"], cell["execution_count"] = [], None
-            if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
-                if not stub:
-                    continue
-                n_stub += 1
-                name = label or f"{n_stub}"
-                cell["source"] = (f"# Exercise {name}: write your solution here, then run the check below.\n"
-                                  f'raise NotImplementedError("Exercise {name}: not solved yet")')
-                cell["outputs"], cell["execution_count"] = [], None
-                cell["metadata"]["tags"] = [t for t in cell["metadata"]["tags"] if t != SOLUTION_TAG] + ["exercise"]
+            text, written = _solution_blocks(src)
+            pending = [x for x in re.findall(r"\{exercise\}[^\n]*\n:label:\s*([\w:.-]+)", src)
+                       if x not in gated and x not in written]
+            parts = re.split(r"^" + re.escape(_ANSWER_SLOT) + r"([^\n]*)$", text, flags=re.M)
+            for k, part in enumerate(parts):
+                part_label = part if k % 2 else None      # re.split puts the captured labels at odd places
+                if part_label is None:
+                    part = re.sub(r"\n{3,}", "\n\n", part).strip("\n")
+                    if part.strip():
+                        piece = {**copy.deepcopy(cell), "source": part}
+                        if k and "id" in cell:           # a cell split in two needs a second id
+                            piece["id"] = f"{cell['id']}-{k}"[-64:]
+                        cells.append(piece)
+                elif stub and part_label not in answered:
+                    answered.add(part_label)
+                    cells.append(_answer_cell(part_label))
+            for x in pending:
+                if stub and x not in answered:
+                    answered.add(x)
+                    cells.append(_answer_cell(x))
+            continue
+        if cell["cell_type"] != "code":
+            cells.append(cell)
+            continue
+        if clear_outputs:
+            cell["outputs"], cell["execution_count"] = [], None
+        tags = cell.get("metadata", {}).get("tags", [])
+        if SOLUTION_TAG in tags:
+            if not stub:
+                continue
+            n_stub += 1
+            cell["source"] = stub_source(src, label or f"{n_stub}")
+            cell["outputs"], cell["execution_count"] = [], None
+            cell["metadata"]["tags"] = [t for t in tags if t != SOLUTION_TAG] + ["exercise"]
+            bound = _names(cell["source"])[0]
+            stubbed = {n.name for n in ast.parse(cell["source"]).body if isinstance(n, ast.FunctionDef)
+                       and any(isinstance(s, ast.Raise) for s in n.body)}
+            tainted |= stubbed | (_names(src)[0] - bound - defined)
+            defined |= bound - stubbed
+            cells.append(cell)
+            continue
+        if in_gate:              # the rest of a written solution: its claims, its extra cells
+            continue
+        bound, read = _names(src)
+        if stub and not _is_check(src) and read & tainted:
+            if "claim" in tags:  # it asserts the numbers of a solution the student edition does not show
+                continue
+            cell["source"] = _guarded(src)
+            tainted |= bound - defined
+        else:
+            tainted -= bound
+            defined |= bound
         cells.append(cell)
     nb["cells"] = cells
     return nb
@@ -211,7 +391,7 @@ def write_student_edition(chapters: Path, out: Path, chapter: str | None = None,
     return written
 
 
-def write_instructor_book(root: Path, out: Path, force: bool = False) -> Path:
+def write_instructor_book(root: Path, out: Path, force: bool = False, launch_branch: str | None = None) -> Path:
     """Write a copy of the book's sources into ``out`` with every solution removed from the
     chapters (their stored outputs kept) and execution turned off; build it with
     ``jupyter-book build <out>``.  sphinx-exercise's ``hide_solutions`` is not enough: it leaves the
@@ -234,6 +414,15 @@ def write_instructor_book(root: Path, out: Path, force: bool = False) -> Path:
     if not isinstance(execute, dict):
         raise CourseError(f"{root / '_config.yml'} must be a mapping whose `execute` entry is a mapping")
     cfg["execute"] = {**execute, "execute_notebooks": "off"}
+    if launch_branch is not None:
+        # The launch buttons (Colab, Binder, JupyterHub) open chapters/<page>.ipynb of repository.branch:
+        # pointed at the branch `student-branch` writes, students get the student edition, not the solutions.
+        if not re.fullmatch(r"[\w./-]+", launch_branch) or launch_branch.startswith(("-", "/")):
+            raise CourseError(f"--launch-branch must be a branch name such as student, got {launch_branch!r}")
+        repository = cfg.get("repository") or {}
+        if not isinstance(repository, dict) or not repository.get("url"):
+            raise CourseError(f"{root / '_config.yml'} has no repository.url for the launch buttons to open")
+        cfg["repository"] = {**repository, "branch": launch_branch}
     pages = ["_toc.yml", "references.bib", *[p.name for p in sorted(root.glob("*.md")) if p.name != "README.md"]]
     # Every chapter is read and converted before `out` is touched: a bad input deletes nothing.
     public = [(path.name, make_public_notebook(_read_notebook(path))) for path in _chapter_paths(root / "chapters")]
@@ -249,46 +438,97 @@ def write_instructor_book(root: Path, out: Path, force: bool = False) -> Path:
     return out
 
 
-def list_exercises(chapters: Path) -> list[dict[str, str]]:
-    """Every exercise of every chapter: chapter, label, title, kind (code with a check, or prose)."""
-    rows = []
-    for path in _chapter_paths(chapters):
-        cells = _read_notebook(path)["cells"]
-        text = [(c["cell_type"], _source(c)) for c in cells]
-        for i, (kind, src) in enumerate(text):
-            if kind != "markdown":
-                continue
+def _exercise_rows(cells: list[dict]) -> list[dict]:
+    """Every exercise of a notebook's ``cells`` in order: label, title and its check cells' functions
+    (``checks``; ``check`` is the first or "").  An exercise owns the check cells up to the next
+    exercise; of several exercises in one markdown cell, only the last can own any."""
+    rows: list[dict] = []
+    for cell in cells:
+        src = _source(cell)
+        if cell["cell_type"] == "markdown":
             for m in re.finditer(r"\{exercise\}\s*([^\n]*)\n:label:\s*([\w:.-]+)", src):
-                title, label = m.group(1).strip(), m.group(2)
-                after = "\n".join(s for _, s in text[i:i + 12])
-                check = re.search(r"check_(\w+)\(", after)
-                rows.append({"chapter": path.stem, "label": label, "title": title,
-                             "check": f"check_{check.group(1)}" if check else ""})
-    return rows
+                rows.append({"label": m.group(2), "title": m.group(1).strip(), "checks": []})
+        elif cell["cell_type"] == "code" and rows and _is_check(src):
+            rows[-1]["checks"].append(re.match(r"lmcore\.exercises\.(check_\w+)", src.strip()).group(1))
+    return [{**r, "check": r["checks"][0] if r["checks"] else ""} for r in rows]
 
 
-def grade_notebook(path: Path, timeout: int = 600) -> dict[str, bool]:
-    """Run a student's notebook top to bottom (errors allowed) and collect the PASS/FAIL check lines.
-    CourseError, before any kernel starts, if ``path`` is not a valid nbformat-4 notebook."""
-    import nbformat
-    from nbclient import NotebookClient
+def _git(repo: Path, *args: str, env: dict | None = None, stdin: bytes | None = None) -> str:
+    import os
+    import subprocess
 
-    nb = nbformat.from_dict(_read_notebook(path))
+    done = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True,
+                          env={**os.environ, **(env or {})})
+    if done.returncode:
+        raise CourseError(f"git {' '.join(args[:2])} failed in {repo}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout.decode().strip()
+
+
+def write_student_branch(repo: Path, branch: str = "student", ref: str = "HEAD", chapters: str = "chapters") -> str:
+    """Commit the student edition of ``ref`` onto the local branch ``branch`` of the git repository
+    ``repo`` and return the new commit's id.  The commit has ``ref``'s tree with every notebook in
+    ``chapters/`` replaced by its student edition (same layout, so the book's launch buttons work
+    with ``repository.branch: <branch>``); its parent is the branch's previous commit, so pushing it
+    is a fast-forward.  Git plumbing in a temporary index: neither the working tree, the index nor
+    the current branch changes.  CourseError if ``branch`` is checked out or ``repo`` is no repository."""
+    import tempfile
+
+    repo = Path(repo)
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", branch) or branch.startswith("-"):
+        raise CourseError(f"--branch must be a branch name such as student, got {branch!r}")
+    commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    target = f"refs/heads/{branch}"
+    if _git(repo, "rev-parse", "--symbolic-full-name", "HEAD") == target:
+        raise CourseError(f"{branch} is the branch checked out in {repo}: switch to another one first")
     try:
-        nbformat.validate(nb)
-    except nbformat.ValidationError as err:
-        raise CourseError(f"{path} is not a valid notebook: {err.message}") from None
-    NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(Path(path).parent)}}).execute()
-    results: dict[str, bool] = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            text = out.get("text", "") if out.get("output_type") == "stream" else ""
-            for line in text.splitlines():
-                m = re.match(r"^(PASS|FAIL) ([\w.-]+)", line)
-                if m:
-                    results[m.group(2)] = m.group(1) == "PASS"
-    return results
+        parent = _git(repo, "rev-parse", "--verify", "--quiet", target)
+    except CourseError:
+        parent = ""
+    names = [n for n in _git(repo, "ls-tree", "--name-only", commit, f"{chapters}/").split("\n") if n.endswith(".ipynb")]
+    if not names:
+        raise CourseError(f"{ref} has no notebook in {chapters}/")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(repo, "read-tree", commit, env=env)
+        for name in names:
+            student = make_student_notebook(json.loads(_git(repo, "cat-file", "blob", f"{commit}:{name}")))
+            for cell in student["cells"]:        # the chapter's own "Open in Colab" link opens this branch too
+                if cell["cell_type"] == "markdown":
+                    cell["source"] = _COLAB_LINK.sub(rf"\g<1>{branch}\g<2>", _source(cell))
+            blob = (json.dumps(student, indent=1, ensure_ascii=False) + "\n").encode()
+            sha = _git(repo, "hash-object", "-w", "--stdin", stdin=blob)
+            _git(repo, "update-index", "--cacheinfo", f"100644,{sha},{name}", env=env)
+        tree = _git(repo, "write-tree", env=env)
+    if parent and _git(repo, "rev-parse", f"{parent}^{{tree}}") == tree:
+        return parent                      # nothing changed since the last run
+    who = {k: v for k, v in {"GIT_AUTHOR_NAME": "lmcore course tool", "GIT_AUTHOR_EMAIL": "course@localhost",
+                             "GIT_COMMITTER_NAME": "lmcore course tool", "GIT_COMMITTER_EMAIL": "course@localhost"}.items()
+           if not _configured(repo, k)}
+    new = _git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-m",
+               f"Student edition of {commit[:12]}\n\nWritten by `python tools/course.py student-branch`; do not edit.",
+               env=who)
+    _git(repo, "update-ref", "-m", "course.py student-branch", target, new, parent or "0" * 40)
+    return new
+
+
+def _configured(repo: Path, variable: str) -> bool:
+    """Whether git already knows the identity part ``variable`` stands for (env or config)."""
+    import os
+
+    if os.environ.get(variable):
+        return True
+    key = "user.name" if variable.endswith("NAME") else "user.email"
+    try:
+        return bool(_git(repo, "config", key))
+    except CourseError:
+        return False
+
+
+def list_exercises(chapters: Path) -> list[dict[str, str]]:
+    """Every exercise of every chapter: chapter, label, title and check (its first check function,
+    or "" for a prose answer)."""
+    return [{"chapter": path.stem, "label": r["label"], "title": r["title"], "check": r["check"]}
+            for path in _chapter_paths(chapters) for r in _exercise_rows(_read_notebook(path)["cells"])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,10 +545,26 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--root", default=Path("."), type=_path, help="the book's folder")
     c.add_argument("--out", required=True, type=_path, help="folder to write the book into (rewritten on every run)")
     c.add_argument("--force", action="store_true", help=force)
+    c.add_argument("--launch-branch", default=None, help="point the launch buttons at this branch (e.g. student)")
+    b = sub.add_parser("student-branch", help="commit the student edition onto a local branch (default: student)")
+    b.add_argument("--branch", default="student", help="the branch to write (never the one checked out)")
+    b.add_argument("--ref", default="HEAD", help="the commit whose chapters it is made from")
+    b.add_argument("--repo", default=Path("."), type=_path, help="the repository")
     e = sub.add_parser("exercises", help="list every chapter's exercises and their checks (markdown table)")
     e.add_argument("--chapters", default=Path("chapters"), type=_path)
-    g = sub.add_parser("grade", help="run a student notebook and report which checks pass")
-    g.add_argument("notebook", type=_path)
+    g = sub.add_parser("grade", help="run each submission in a fresh kernel and call every check itself "
+                                     "(tools/grading.py); report per student and exercise")
+    g.add_argument("submissions", type=_path, help="a folder of submissions (<student>.ipynb or <student>/), or one notebook")
+    g.add_argument("--chapter", type=_path, help="the source chapter they answer (default for one notebook: "
+                                                 "chapters/<its name>)")
+    g.add_argument("--out", type=_path, help="write the report as OUT.csv and OUT.json")
+    g.add_argument("--timeout", type=int, default=600, help="seconds each cell and each check may run (default 600)")
+    g.add_argument("--force", action="store_true", help="overwrite an existing report")
+    x = sub.add_parser("export-nbgrader", help="write a chapter as an nbgrader source assignment (tools/nbgrader_export.py)")
+    x.add_argument("--chapter", required=True, type=_path, help="the source chapter")
+    x.add_argument("--out", required=True, type=_path, help="the nbgrader course folder (writes source/<chapter>/)")
+    x.add_argument("--points", type=int, default=1, help="points per check and per prose answer (default 1)")
+    x.add_argument("--force", action="store_true", help="overwrite the chapter's notebook there")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -335,16 +591,32 @@ def _run(args: argparse.Namespace) -> int:
             print(f"| {r['chapter']} | {r['title']} (`{r['label']}`) | {('`' + r['check'] + '`') if r['check'] else 'prose answer'} |")
         return 0
     if args.command == "instructor-book":
-        print(f"wrote {write_instructor_book(args.root, args.out, force=args.force)}; build it with: jupyter-book build {args.out}")
+        out = write_instructor_book(args.root, args.out, force=args.force, launch_branch=args.launch_branch)
+        print(f"wrote {out}; build it with: jupyter-book build {args.out}")
         return 0
-    results = grade_notebook(args.notebook)
-    if not results:
-        print(f"{args.notebook}: no check ran (did the notebook stop before its first check?)")
-        return 1
-    for name, ok in results.items():
-        print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    print(f"{sum(results.values())}/{len(results)} checks pass")
-    return 0 if all(results.values()) else 1
+    if args.command == "student-branch":
+        commit = write_student_branch(args.repo, args.branch, args.ref)
+        print(f"{args.branch} is at {commit}; publish it with: git push origin {args.branch}")
+        return 0
+    # tools/grading.py and tools/nbgrader_export.py import this module as `course`: run as a script, it is
+    # `__main__`, and a second copy would raise a CourseError class that main() does not catch.
+    sys.modules.setdefault("course", sys.modules[__name__])
+    if args.command == "export-nbgrader":
+        from nbgrader_export import export_nbgrader
+        path = export_nbgrader(args.chapter, args.out, force=args.force, points=args.points)
+        print(f"wrote {path}; then: cd {args.out} && nbgrader generate_assignment {args.chapter.stem}")
+        return 0
+    from grading import grade, report_paths, summarize
+    rows = grade(args.submissions, args.chapter, args.out, force=args.force, timeout=args.timeout)
+    for r in rows:
+        print(f"{r['student']}  {r['exercise']}  {r['check'] or '(prose)'}  {r['status'].upper()}"
+              + (f": {r['hint']}" if r["hint"] and r["status"] != "manual" else ""))
+    for t in summarize(rows):
+        print(f"{t['student']}: {t['points']}/{t['max_points']} points (pass {t['pass']}, fail {t['fail']}, unsolved "
+              f"{t['unsolved']}, error {t['error']}; {t['manual']} prose answer(s) to grade by hand)")
+    if args.out:
+        print("wrote {} and {}".format(*report_paths(args.out)))
+    return 0   # grading ran; the scores are in the report, not in the exit status
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Checks students call on their exercise solutions: ``lmcore.exercises.check_<name>(their_fn)``.
 
 Every check compares the student's function with lmcore's reference on fixed and random cases,
-prints one clear PASS / FAIL line with a hint (never the answer) and returns ``True`` / ``False``.
+prints one line, ``PASS name``, ``FAIL name: hint`` (a hint, never the answer) or ``NOT SOLVED YET name: ...``
+(the function still raises ``NotImplementedError``, or the results are still empty), and returns a
+:class:`CheckResult` (``bool(result)`` is whether it passed; IPython displays nothing for it).
 Chapter-specific checks live in ``lmcore/exercises/chNN.py`` and are re-exported here.
 """
 from __future__ import annotations
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, run_check
 from .ch01 import check_bits_per_char_given, check_cross_entropy, check_perplexity, check_sample_from_logits
 from .ch02 import check_best_lambda, check_bigram_probs, check_jelinek_mercer
 from .ch03 import check_apply_merges, check_merge, check_same_cut_fraction, check_train_bpe
@@ -20,7 +22,7 @@ from .ch10 import ADAPTER_SCALES, check_adapter_scale, check_assistant_mask, che
 from .ch11 import check_bradley_terry_loss, check_exact_posterior, check_verifier_kl
 
 __all__ = [
-    "CheckFailed", "run_check",
+    "CheckFailed", "CheckResult", "run_check",
     "check_sample_from_logits", "check_cross_entropy", "check_perplexity", "check_bits_per_char_given",
     "check_bigram_probs", "check_jelinek_mercer", "check_best_lambda",
     "check_merge", "check_apply_merges", "check_train_bpe", "check_same_cut_fraction",

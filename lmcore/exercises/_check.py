@@ -4,38 +4,79 @@ from __future__ import annotations
 import math
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckFailed", "run_check", "expect_tensor", "expect_measurements"]
+__all__ = ["CheckFailed", "CheckUnsolved", "CheckResult", "run_check", "expect_tensor", "expect_measurements"]
+
+PASS, FAIL, UNSOLVED = "pass", "fail", "unsolved"
 
 
 class CheckFailed(AssertionError):
     """Raised inside a check's body with a hint for the student (never the answer)."""
 
 
-def run_check(name: str, body: Callable[[], None], quiet: bool = False) -> bool:
-    """Run ``body``; print ``PASS name`` or ``FAIL name: hint`` and return whether it passed.
+class CheckUnsolved(Exception):
+    """Raised inside a check's body when there is nothing to check yet (a results dict that is still
+    empty, a measurement still ``None``); its message says what to run.  Not a :class:`CheckFailed`,
+    so a check's own ``except CheckFailed`` never turns it into a failure."""
 
-    ``body`` raises :class:`CheckFailed` with a hint when the student's answer is wrong.  A
-    ``NotImplementedError`` (the student-edition stub) is reported as "not attempted yet"; any
-    other exception is reported with its type and message so the student can debug it.
-    """
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check found: ``name`` (e.g. ``"top_p"``), ``status`` (``"pass"``, ``"fail"`` or
+    ``"unsolved"``) and ``hint`` (``""`` on a pass).  ``bool(result)`` is whether it passed.
+
+    IPython shows nothing for it (``_ipython_display_``), so a check called as the last line of a
+    cell shows only its printed line, not a ``True`` / ``False`` or a repr under it."""
+
+    name: str
+    status: str
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in (PASS, FAIL, UNSOLVED):
+            raise ValueError(f"status must be one of {PASS!r}, {FAIL!r}, {UNSOLVED!r}, got {self.status!r}")
+
+    def __bool__(self) -> bool:
+        return self.status == PASS
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the check has already printed its one line."""
+
+    @property
+    def line(self) -> str:
+        """The line the check prints: ``PASS name``, ``FAIL name: hint`` or ``NOT SOLVED YET name: hint``."""
+        if self.status == PASS:
+            return f"PASS {self.name}"
+        return f"{'FAIL' if self.status == FAIL else 'NOT SOLVED YET'} {self.name}: {self.hint}"
+
+
+def run_check(name: str, body: Callable[[], None], quiet: bool = False) -> CheckResult:
+    """Run ``body`` and return its :class:`CheckResult`, printing its line unless ``quiet``.
+
+    ``body`` raises :class:`CheckFailed` with a hint when the student's answer is wrong, and
+    :class:`CheckUnsolved` when there is nothing to check yet.  A ``NotImplementedError`` (the
+    student-edition starter ``def``) is "unsolved" too; any other exception the student's code raises
+    is a failure reported with its type, message and line.  Nothing the student's answer does makes
+    a check raise, so "Run All" goes on past an unsolved exercise."""
     try:
         body()
     except CheckFailed as e:
-        msg = f"FAIL {name}: {e}"
-    except NotImplementedError as e:
-        msg = f"FAIL {name}: not implemented yet ({e})"
+        result = CheckResult(name, FAIL, str(e))
+    except CheckUnsolved as e:
+        result = CheckResult(name, UNSOLVED, str(e))
+    except NotImplementedError:
+        result = CheckResult(name, UNSOLVED, "your function still raises NotImplementedError: write its body "
+                                             "(replace the raise), run its cell, then run this check again")
     except Exception as e:  # the student's code crashed: show where, briefly
         last = traceback.extract_tb(e.__traceback__)[-1]
-        msg = f"FAIL {name}: your function raised {type(e).__name__}: {e} (line {last.lineno})"
+        result = CheckResult(name, FAIL, f"your function raised {type(e).__name__}: {e} (line {last.lineno})")
     else:
-        if not quiet:
-            print(f"PASS {name}")
-        return True
+        result = CheckResult(name, PASS)
     if not quiet:
-        print(msg)
-    return False
+        print(result.line)
+    return result
 
 
 def expect_tensor(value, what: str):
@@ -56,7 +97,7 @@ def expect_measurements(results: Any, name: str, keys: Sequence, symbol: str, un
     if callable(results) or not isinstance(results, Mapping):
         raise CheckFailed(f"pass the dict of your results {{{symbol}: {unit}}}, got {type(results).__name__}")
     if not results:
-        raise CheckFailed(f"{name} is empty: no results yet. {empty_hint}")
+        raise CheckUnsolved(f"{name} is empty: no results yet. {empty_hint}")
     missing = [k for k in keys if k not in results]
     if missing:
         raise CheckFailed(f"{name} has no result for {symbol} = {', '.join(map(str, missing))}; "

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, run_check
 
 __all__ = ["check_sample_from_logits", "check_cross_entropy", "check_perplexity", "check_bits_per_char_given"]
 
@@ -55,7 +55,7 @@ def _compare_sampler(fn: Callable, logits: torch.Tensor, u: torch.Tensor, case: 
 
 
 def check_sample_from_logits(sample_from_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                             quiet: bool = False) -> bool:
+                             quiet: bool = False) -> CheckResult:
     """Check ``sample_from_logits(logits, u)``: logits ``(..., V)``, uniforms ``u`` ``(...)`` in [0, 1)
     → int64 indices ``(...)``, the first index whose cumulative softmax probability exceeds ``u``."""
     def body() -> None:
@@ -72,8 +72,8 @@ def check_sample_from_logits(sample_from_logits: Callable[[torch.Tensor, torch.T
         try:
             _compare_sampler(sample_from_logits, big, torch.tensor([0.8, 0.8]), "large logits")
         except CheckFailed as e:
-            raise CheckFailed(f"{e}. Hint: exp(1000) overflows; softmax is unchanged when the largest "
-                              "logit is subtracted from all of them first") from None
+            raise CheckFailed(f"{e}. Hint: exp(1000) overflows to inf; which shift of all the logits "
+                              "leaves the softmax unchanged?") from None
 
     return run_check("sample_from_logits", body, quiet)
 
@@ -81,7 +81,7 @@ def check_sample_from_logits(sample_from_logits: Callable[[torch.Tensor, torch.T
 # --- exercise 2: cross-entropy from logits --------------------------------------------------------
 
 def check_cross_entropy(cross_entropy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                        quiet: bool = False) -> bool:
+                        quiet: bool = False) -> CheckResult:
     """Check ``cross_entropy(logits, targets)``: logits ``(N, V)``, targets ``(N,)`` int64 → the mean
     negative log-probability of the targets, in nats (a 0-d tensor or float)."""
     def body() -> None:
@@ -94,8 +94,8 @@ def check_cross_entropy(cross_entropy: Callable[[torch.Tensor, torch.Tensor], to
             got = _as_float(cross_entropy(logits.clone(), targets.clone()), "cross_entropy(...)")
             want = F.cross_entropy(logits.double(), targets).item()
             if not math.isfinite(got):
-                raise CheckFailed(f"{case}: you returned {got}; exp of a large logit overflows. Write "
-                                  "log softmax(z)_y = z_y - logsumexp(z) and subtract max(z) inside the logsumexp")
+                raise CheckFailed(f"{case}: you returned {got}; exp of a large logit overflows to inf. Which "
+                                  "constant can you take out of every logit without changing the softmax?")
             if math.isclose(got, want * logits.shape[0], rel_tol=1e-4):
                 raise CheckFailed(f"{case}: you returned the sum over the {logits.shape[0]} examples; "
                                   "return the mean")
@@ -111,7 +111,7 @@ def check_cross_entropy(cross_entropy: Callable[[torch.Tensor, torch.Tensor], to
 
 # --- exercise 3: perplexity from log-probabilities ------------------------------------------------
 
-def check_perplexity(perplexity: Callable[[torch.Tensor], float], quiet: bool = False) -> bool:
+def check_perplexity(perplexity: Callable[[torch.Tensor], float], quiet: bool = False) -> CheckResult:
     """Check ``perplexity(logprobs)``: natural-log probabilities ``(T,)`` of the T tokens that occurred
     → exp of the mean negative log-probability."""
     def body() -> None:
@@ -152,7 +152,7 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 def check_bits_per_char_given(bits_per_char_given: Callable[[Callable[[bytes], bytes], str, str], float],
-                              quiet: bool = False) -> bool:
+                              quiet: bool = False) -> CheckResult:
     """Check ``bits_per_char_given(compress, context, text)``: the extra bits per character of ``text``
     that ``compress`` (bytes → bytes) needs once it has read ``context``,
     ``8 * (len(compress(context + text)) - len(compress(context))) / len(text)``, both UTF-8 encoded."""

@@ -13,7 +13,7 @@ import numpy as np
 from ..data import toy_corpus
 from ..models import NGramConfig, NGramLM
 from ..tokenizers import CharTokenizer
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, run_check
 
 __all__ = ["check_bigram_probs", "check_jelinek_mercer", "check_best_lambda"]
 
@@ -37,9 +37,34 @@ def _cases(seed: int = 0):
     yield "ids using only 3 of 10 tokens", rng.integers(0, 3, 50).tolist(), 10
 
 
+def _bigram_hint(got: np.ndarray, want: np.ndarray, ids: list[int], V: int, eps: float) -> str:
+    """Which of the usual add-ε mistakes ``got`` shows (pointing at it, not stating the formula)."""
+    counts = np.zeros((V, V))
+    np.add.at(counts, (np.asarray(ids[:-1]), np.asarray(ids[1:])), 1)
+    unigram = np.bincount(ids, minlength=V)[:, None].astype(float)   # counts the last id as a context too
+    known = [
+        ((counts + eps) / (counts.sum(1, keepdims=True) + eps), "the denominator is missing part of the eps "
+         "you added: how much eps did you add to the whole row?"),
+        ((counts + eps) / (unigram + eps * V), "the count of a context is how often it is followed by "
+         "something: the id at the very end of the list is followed by nothing"),
+        (want.T, "row a should be the distribution of the token after a: are your rows and columns swapped?"),
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        known.append((counts / counts.sum(1, keepdims=True), "pairs never seen get probability 0: where is eps?"))
+    for candidate, hint in known:
+        if np.allclose(got, candidate, atol=1e-9, equal_nan=True):
+            return hint
+    rows = got.sum(axis=1)
+    if not np.allclose(rows, 1.0, atol=1e-9):
+        a = int(np.argmax(np.abs(rows - 1)))
+        return f"row {a} sums to {rows[a]:.4f}, not 1, but each row is a distribution over the next token"
+    a, b = (int(i) for i in np.unravel_index(np.argmax(np.abs(got - want)), got.shape))
+    return f"p({b} | {a}) is {got[a, b]:.4f}, which is wrong; count this one by hand on the ids"
+
+
 # --- exercise 1: add-ε bigram probabilities ---------------------------------------------------------
 
-def check_bigram_probs(bigram_probs: Callable[[list[int], int, float], np.ndarray], quiet: bool = False) -> bool:
+def check_bigram_probs(bigram_probs: Callable[[list[int], int, float], np.ndarray], quiet: bool = False) -> CheckResult:
     """Check ``bigram_probs(ids, vocab_size, eps)`` → ``(V, V)`` array, row ``a`` = p(· | a) with add-ε."""
     def body() -> None:
         for case, ids, V in _cases():
@@ -47,18 +72,8 @@ def check_bigram_probs(bigram_probs: Callable[[list[int], int, float], np.ndarra
                 got = _as_matrix(bigram_probs(list(ids), V, eps), (V, V), f"{case}, eps={eps}")
                 lm = NGramLM(NGramConfig(2, V, smoothing="add-eps", eps=eps)).fit(ids)
                 want = np.stack([lm.next_token_probs([a]) for a in range(V)])
-                rows = got.sum(axis=1)
-                if not np.allclose(rows, 1.0, atol=1e-9):
-                    a = int(np.argmax(np.abs(rows - 1)))
-                    raise CheckFailed(f"{case}, eps={eps}: row {a} sums to {rows[a]:.4f}, not 1. Each row "
-                                      "is a distribution over the next token: divide by the count of the "
-                                      "context plus eps times the vocabulary size")
                 if not np.allclose(got, want, atol=1e-9):
-                    a, b = (int(i) for i in np.unravel_index(np.argmax(np.abs(got - want)), got.shape))
-                    raise CheckFailed(f"{case}, eps={eps}: p({b} | {a}) is {got[a, b]:.4f}, which is wrong. "
-                                      "Count how often token a is followed by b, add eps, and normalise "
-                                      "over every possible b (a context seen only at the very end of the "
-                                      "ids is followed by nothing)")
+                    raise CheckFailed(f"{case}, eps={eps}: {_bigram_hint(got, want, list(ids), V, eps)}")
 
     return run_check("bigram_probs", body, quiet)
 
@@ -79,7 +94,7 @@ def _mix(logp_high: np.ndarray, logp_low: np.ndarray, lam: float) -> np.ndarray:
 
 
 def check_jelinek_mercer(jelinek_mercer: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
-                         quiet: bool = False) -> bool:
+                         quiet: bool = False) -> CheckResult:
     """Check ``jelinek_mercer(logp_high, logp_low, lam)`` → ``(T,)`` log-probabilities (nats) of the
     mixture λ·p_high + (1-λ)·p_low, token by token; ``-inf`` inputs are zero probabilities."""
     def body() -> None:
@@ -103,7 +118,7 @@ def check_jelinek_mercer(jelinek_mercer: Callable[[np.ndarray, np.ndarray, float
                 elif np.allclose(got, want / np.log(2), atol=1e-9):
                     hint = "Use the natural log (nats), not log base 2"
                 else:
-                    hint = "Exponentiate both inputs, mix them with weights lam and 1 - lam, take the log"
+                    hint = "Compare one entry with the mixture of the two probabilities, worked out by hand"
                 i = int(np.argmax(~np.isclose(got, want, atol=1e-9)))
                 raise CheckFailed(f"{case}: entry {i} is {got[i]:.4f}, which is wrong. {hint}")
 
@@ -126,7 +141,7 @@ def _jm_cross_entropy(num_chars: int, lam: float) -> float:
     return float(-_mix(*_jm_logprobs(num_chars), lam).mean())
 
 
-def check_best_lambda(best_lambda: Callable[[int], float], quiet: bool = False) -> bool:
+def check_best_lambda(best_lambda: Callable[[int], float], quiet: bool = False) -> CheckResult:
     """Check ``best_lambda(num_chars)`` → the λ in 0, 0.05, …, 1 whose mixture (8-gram MLE with an
     add-ε trigram, ε = 0.01, both fitted on the first ``num_chars`` training characters) has the
     lowest validation cross-entropy; any λ within 5e-4 nats/char of that grid's best passes."""

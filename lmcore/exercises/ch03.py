@@ -15,7 +15,7 @@ from numbers import Real
 import regex
 
 from ..tokenizers import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, merge_pair
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, run_check
 
 __all__ = ["check_merge", "check_apply_merges", "check_train_bpe", "check_same_cut_fraction"]
 
@@ -31,26 +31,63 @@ def _as_ids(out, what: str) -> list[int]:
 
 # --- exercise 1: one merge ----------------------------------------------------------------------------
 
-def check_merge(merge: Callable[[list[int], tuple[int, int], int], list[int]], quiet: bool = False) -> bool:
+def _merge_hint(ids: list[int], pair: tuple[int, int], new: int, got: list[int], want: list[int]) -> str:
+    """The hint for a wrong ``merge``: which of the usual mistakes ``got`` shows."""
+    if ids and got == want[:-1]:
+        return "the last id is missing: an id with no pair after it still belongs in the output"
+    if got == ids:
+        return ("nothing was replaced: compare each adjacent pair (ids[i], ids[i + 1]) with the pair "
+                "(a list and a tuple never compare equal)")
+    if pair[0] == pair[1] and (got.count(new) != want.count(new)
+                               or got == merge_pair(ids[::-1], pair[0], pair[1], new)[::-1]):
+        return ("overlapping occurrences: scan left to right, and after merging a pair continue after "
+                    "its second element")
+    return "replace every occurrence of the pair by one new id and keep every other id, in order"
+
+
+def check_merge(merge: Callable[[list[int], tuple[int, int], int], list[int]], quiet: bool = False) -> CheckResult:
     """Check ``merge(ids, pair, new_id)``: every occurrence of ``pair`` replaced, left to right."""
     def body() -> None:
-        cases = [([1, 2, 3, 1, 2], (1, 2), 9), ([5, 5, 5], (5, 5), 7), ([5, 5, 5, 5], (5, 5), 7),
-                 ([1, 2], (2, 1), 8), ([], (1, 2), 3), ([4], (4, 4), 6)]
+        cases = [([1, 2, 3, 1, 2], (1, 2), 9), ([1, 2, 3], (1, 2), 9), ([5, 5, 5], (5, 5), 7),
+                 ([5, 5, 5, 5], (5, 5), 7), ([1, 2], (2, 1), 8), ([], (1, 2), 3), ([4], (4, 4), 6)]
         for ids, pair, new in cases:
             want = merge_pair(ids, pair[0], pair[1], new)
             got = _as_ids(merge(list(ids), pair, new), f"merge({ids}, {pair}, {new})")
             if got != want:
-                hint = ("overlapping occurrences: after merging a pair, continue after its second element"
-                        if pair[0] == pair[1] else "replace every occurrence of the pair by one new id")
-                raise CheckFailed(f"merge({ids}, {pair}, {new}) returned {got}. Hint: {hint}")
+                raise CheckFailed(f"merge({ids}, {pair}, {new}) returned {got}. Hint: "
+                                  f"{_merge_hint(ids, pair, new, got, want)}")
 
     return run_check("merge", body, quiet)
 
 
 # --- exercise 2: encoding by applying merges in order -------------------------------------------------
 
+def _longest_match(tok: BPETokenizer, data: bytes) -> list[int]:
+    """Greedy longest-prefix matching over ``tok``'s vocabulary: the plausible wrong encoder."""
+    vocab = {tok.token_bytes(i): i for i in range(256 + len(tok.merges))}
+    out, i = [], 0
+    while i < len(data):
+        j = max(k for k in range(i + 1, len(data) + 1) if data[i:k] in vocab)
+        out.append(vocab[data[i:j]])
+        i = j
+    return out
+
+
+def _apply_merges_hint(tok: BPETokenizer, data: bytes, got: list[int], want: list[int]) -> str:
+    """The hint for a wrong ``apply_merges``: which of the usual mistakes ``got`` shows."""
+    if got == list(data):
+        return "no merge was applied: apply every merge, in the order learned"
+    if len(got) == len(want) and all((g < 256) == (w < 256) for g, w in zip(got, want)):
+        return ("the right number of ids, but the new ids are not the right ones: which id does the first "
+                "learned merge create?")
+    if got == _longest_match(tok, data):
+        return ("that is the longest-match encoding; BPE replays the merges in the order they were learned, "
+                "which can cut the text differently")
+    return "apply the merges in the order they were learned, each one everywhere in the sequence"
+
+
 def check_apply_merges(apply_merges: Callable[[bytes, list[tuple[int, int]]], list[int]],
-                       quiet: bool = False) -> bool:
+                       quiet: bool = False) -> CheckResult:
     """Check ``apply_merges(data, merges)``: UTF-8 bytes → ids, merges applied in learned order."""
     def body() -> None:
         # "abc" with merges [(b, c), (a, b)]: learned order gives [a, bc]; longest match gives [ab, c]
@@ -62,16 +99,16 @@ def check_apply_merges(apply_merges: Callable[[bytes, list[tuple[int, int]]], li
             got = _as_ids(apply_merges(data, list(tok.merges)), f"apply_merges on {text!r}")
             want = tok.encode(text)
             if got != want:
-                raise CheckFailed(f"on {text!r} with the merges learned from it you returned {got}, expected "
-                                  f"{len(want)} ids. Hint: start from the bytes and, over and over, merge the "
-                                  "adjacent pair that was learned EARLIEST, not the longest token that matches")
+                count = "" if len(got) == len(want) else f" ({len(got)} ids; the right encoding has {len(want)})"
+                raise CheckFailed(f"on {text!r} with the merges learned from it you returned {got}{count}. "
+                                  f"Hint: {_apply_merges_hint(tok, data, got, want)}")
 
     return run_check("apply_merges", body, quiet)
 
 
 # --- exercise 3: the straightforward trainer ----------------------------------------------------------
 
-def check_train_bpe(train_bpe: Callable[[str, int], list[tuple[int, int]]], quiet: bool = False) -> bool:
+def check_train_bpe(train_bpe: Callable[[str, int], list[tuple[int, int]]], quiet: bool = False) -> CheckResult:
     """Check ``train_bpe(text, num_merges)`` → merges ``[(a, b), …]`` (ids; merge r makes 256 + r)."""
     def body() -> None:
         for text in _TEXTS:
@@ -103,7 +140,8 @@ def _fraction(pairs: list[tuple[str, str]], key: Callable[[str], object]) -> flo
     return sum(key(a) == key(b) for a, b in pairs) / len(pairs) if pairs else math.nan
 
 
-def check_same_cut_fraction(same_cut_fraction: Callable[[BPETokenizer, str], float], quiet: bool = False) -> bool:
+def check_same_cut_fraction(same_cut_fraction: Callable[[BPETokenizer, str], float],
+                            quiet: bool = False) -> CheckResult:
     """Check ``same_cut_fraction(tokenizer, text)``: among the equations ``a+b=`` of ``text`` whose
     addends have the same number of digits, the fraction whose addends are cut into tokens of the
     same lengths."""

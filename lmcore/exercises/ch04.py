@@ -16,7 +16,7 @@ import torch
 from ..data import ToyLanguage, toy_corpus
 from ..models import NGramConfig, NGramLM
 from ..tokenizers import CharTokenizer
-from ._check import CheckFailed, expect_measurements, run_check
+from ._check import CheckFailed, CheckResult, expect_measurements, run_check
 from ._check import expect_tensor as _tensor
 
 __all__ = ["check_context_windows", "check_mlp_logits", "check_context_sweep", "SWEEP_KS"]
@@ -36,7 +36,7 @@ def _reference_windows(idx: torch.Tensor, context: int, pad_id: int) -> torch.Te
 
 
 def check_context_windows(context_windows: Callable[[torch.Tensor, int, int], torch.Tensor],
-                          quiet: bool = False) -> bool:
+                          quiet: bool = False) -> CheckResult:
     """Check ``context_windows(idx, context, pad_id)``: ids ``(B, T)`` → ``(B, T, context)`` where
     row ``[b, t]`` is ``idx[b, t-context+1 … t]`` (oldest first), left-padded with ``pad_id``."""
     def body() -> None:
@@ -64,7 +64,7 @@ def check_context_windows(context_windows: Callable[[torch.Tensor, int, int], to
 
 # --- exercise 2: the MLP's forward pass -----------------------------------------------------------
 
-def check_mlp_logits(mlp_logits: Callable[..., torch.Tensor], quiet: bool = False) -> bool:
+def check_mlp_logits(mlp_logits: Callable[..., torch.Tensor], quiet: bool = False) -> CheckResult:
     """Check ``mlp_logits(windows, C, H, d, U, b)``: windows ``(N, k)`` of ids, embedding table ``C``
     ``(V, e)``, hidden layer ``H`` ``(h, k·e)`` and ``d`` ``(h,)``, output ``U`` ``(V, h)`` and ``b``
     ``(V,)`` → logits ``(N, V) = tanh(x Hᵀ + d) Uᵀ + b`` with ``x`` the concatenated embeddings."""
@@ -129,7 +129,7 @@ def _sweep_references() -> dict[int, tuple[float, float]]:
                 NGramLM(NGramConfig(k + 1, tok.vocab_size)).fit(train).cross_entropy(val)) for k in SWEEP_KS}
 
 
-def check_context_sweep(sweep: Mapping[int, float], quiet: bool = False) -> bool:
+def check_context_sweep(sweep: Mapping[int, float], quiet: bool = False) -> CheckResult:
     """Check the measured ``sweep``: ``{k: validation cross-entropy}`` (nats/char, ``model.cross_entropy(val_ids)``)
     of a fresh MLP with a k-character context trained like the chapter's ``mlp`` (400 steps), for every
     k in :data:`SWEEP_KS`.

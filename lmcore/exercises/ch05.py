@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, run_check
 from ._check import expect_tensor as _tensor
 
 __all__ = ["check_causal_attention", "check_layer_norm", "check_sharpest_needed"]
@@ -27,7 +27,7 @@ def _attention(q, k, v, scale: float, causal: bool) -> torch.Tensor:
 
 
 def check_causal_attention(causal_attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-                           quiet: bool = False) -> bool:
+                           quiet: bool = False) -> CheckResult:
     """Check ``causal_attention(q, k, v)``: queries and keys ``(..., T, d)``, values ``(..., T, d_v)``
     → ``softmax(q kᵀ / √d + mask) v`` ``(..., T, d_v)``, where position t attends to positions ≤ t only."""
     def body() -> None:
@@ -74,7 +74,7 @@ def check_causal_attention(causal_attention: Callable[[torch.Tensor, torch.Tenso
 # --- exercise 2: layer normalisation --------------------------------------------------------------
 
 def check_layer_norm(layer_norm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
-                     quiet: bool = False) -> bool:
+                     quiet: bool = False) -> CheckResult:
     """Check ``layer_norm(x, gain, bias, eps)``: ``x`` ``(..., C)``, ``gain`` and ``bias`` ``(C,)`` →
     each vector of ``C`` features standardised (mean 0, variance 1, with ``eps`` added to the variance)
     then scaled by ``gain`` and shifted by ``bias``; must match ``torch.nn.LayerNorm``."""
@@ -121,7 +121,7 @@ def _sharpest(K, V, q, i, tol, scale_by, limit=10_000) -> int:
 
 
 def check_sharpest_needed(sharpest_needed: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], int],
-                          quiet: bool = False) -> bool:
+                          quiet: bool = False) -> CheckResult:
     """Check ``sharpest_needed(K, V, q, i, tol)``: keys ``(N, d)``, values ``(N, d_v)``, a query ``(d,)``
     → the smallest integer ``s ≥ 1`` for which attention with the query ``s · q`` (scores divided by
     √d) returns ``V[i]`` to within ``tol`` in every coordinate."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, CheckUnsolved, run_check
 
 __all__ = ["check_sinusoidal_table", "check_apply_rope", "check_alibi_bias", "check_receptive_field",
            "RECEPTIVE_CASES"]
@@ -46,7 +46,7 @@ def _sinusoidal_reference(context_length: int, n_embd: int, variant: str = "righ
     return table
 
 
-def check_sinusoidal_table(sinusoidal_table: Callable[[int, int], torch.Tensor], quiet: bool = False) -> bool:
+def check_sinusoidal_table(sinusoidal_table: Callable[[int, int], torch.Tensor], quiet: bool = False) -> CheckResult:
     """Check ``sinusoidal_table(context_length, n_embd)`` → ``(context_length, n_embd)`` with
     ``PE[t, 2i] = sin(t / 10000^(2i/n_embd))`` and ``PE[t, 2i+1] = cos(t / 10000^(2i/n_embd))``."""
     hints = {
@@ -97,7 +97,7 @@ def _rope_reference(x: torch.Tensor, positions: torch.Tensor, base: float, varia
     return out.flatten(-2)
 
 
-def check_apply_rope(apply_rope: Callable[..., torch.Tensor], quiet: bool = False) -> bool:
+def check_apply_rope(apply_rope: Callable[..., torch.Tensor], quiet: bool = False) -> CheckResult:
     """Check ``apply_rope(x, positions, base=10000.0)``: ``x`` ``(..., T, D)``, ``positions`` ``(T,)``
     int64 → ``x`` with each pair ``(x[..., 2i], x[..., 2i+1])`` at position ``t`` rotated
     counter-clockwise by the angle ``t·base^(-2i/D)``."""
@@ -148,7 +148,7 @@ def _alibi_reference(n_head: int, T: int) -> torch.Tensor:
     return bias
 
 
-def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor], quiet: bool = False) -> bool:
+def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor], quiet: bool = False) -> CheckResult:
     """Check ``alibi_bias(n_head, T)`` → ``(n_head, T, T)``: ``-m_h·(i - j)`` for keys ``j <= i`` and
     ``-inf`` for future keys ``j > i``, with slopes ``m_h = 2^(-8h/n_head)``, ``h = 1..n_head``."""
     def body() -> None:
@@ -181,7 +181,7 @@ def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor], quiet: bool
 RECEPTIVE_CASES = ((4, 1), (4, 2), (8, 3), (16, 2))
 
 
-def check_receptive_field(measured: Mapping[tuple[int, int], int], quiet: bool = False) -> bool:
+def check_receptive_field(measured: Mapping[tuple[int, int], int], quiet: bool = False) -> CheckResult:
     """Check ``measured``: ``{(window, n_layer): reach}`` for every case in ``RECEPTIVE_CASES``, where
     ``reach`` is how many positions before the last one the earliest token sits whose change alters
     the last position's logits, in a ``GPT`` with that ``window`` and ``n_layer``.
@@ -192,6 +192,9 @@ def check_receptive_field(measured: Mapping[tuple[int, int], int], quiet: bool =
         if callable(measured) or not isinstance(measured, Mapping):
             raise CheckFailed(f"pass the dict of your measurements {{(window, n_layer): reach}}, "
                               f"got {type(measured).__name__}")
+        if not measured:
+            raise CheckUnsolved("receptive is empty: no results yet. Measure the reach of every "
+                                "(window, n_layer) in RECEPTIVE_CASES and fill in the dict")
         missing = [case for case in RECEPTIVE_CASES if case not in measured]
         if missing:
             raise CheckFailed(f"no measurement for (window, n_layer) = {', '.join(map(str, missing))}; the keys "

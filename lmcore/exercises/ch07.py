@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..models import KVCache
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, CheckUnsolved, run_check
 
 __all__ = ["check_kv_cache_bytes", "check_cached_attention_step", "check_window_step_flops",
            "WINDOW_CONFIG", "WINDOW_POSITIONS"]
@@ -30,7 +30,7 @@ def _measured_cache_bytes(n_layer: int, n_kv_head: int, head_dim: int, seq_len: 
     return KVCache(n_layer, batch_size, n_kv_head, kept, head_dim, device="meta", dtype=dtype).nbytes
 
 
-def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], quiet: bool = False) -> bool:
+def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], quiet: bool = False) -> CheckResult:
     """Check ``kv_cache_bytes(n_layer, n_kv_head, head_dim, seq_len, bytes_per_element,
     batch_size=1, window=None)`` → the bytes a KV cache needs (an int).
 
@@ -69,7 +69,8 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], quiet: bool = False
             elif batch > 1 and got * batch == want:
                 hint = "every sequence of the batch has its own cache"
             else:
-                hint = "count every stored number: layers x (keys, values) x heads x positions x head_dim"
+                hint = ("count every stored number: which dimensions does each cached tensor have, and how many "
+                        "tensors are there?")
             raise CheckFailed(f"{case}: you returned {got:,} bytes, which is not the size of the cache; {hint}")
 
     return run_check("kv_cache_bytes", body, quiet)
@@ -85,7 +86,7 @@ def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
     return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v.double()
 
 
-def check_cached_attention_step(cached_attention_step: Callable[..., torch.Tensor], quiet: bool = False) -> bool:
+def check_cached_attention_step(cached_attention_step: Callable[..., torch.Tensor], quiet: bool = False) -> CheckResult:
     """Check ``cached_attention_step(q, k, v, k_cache, v_cache, pos)``.
 
     ``q``, ``k``, ``v``: (B, H, 1, D), the query, key and value of the token at position ``pos``;
@@ -149,7 +150,7 @@ def _flops(T: int, keys: int, fused_attention: bool = False) -> int:
     return n_layer * per_layer + 2 * d * vocab
 
 
-def check_window_step_flops(measured: Mapping[int, float], quiet: bool = False) -> bool:
+def check_window_step_flops(measured: Mapping[int, float], quiet: bool = False) -> CheckResult:
     """Check ``measured``: ``{t: FLOPs}`` counted by ``FlopCounterMode`` for one cached step of a model
     built from ``WINDOW_CONFIG`` (after a prefill of ``t`` tokens, one new token at position ``t``, logits
     for it only), for every ``t`` in ``WINDOW_POSITIONS``.
@@ -161,6 +162,9 @@ def check_window_step_flops(measured: Mapping[int, float], quiet: bool = False) 
     def body() -> None:
         if callable(measured) or not isinstance(measured, Mapping):
             raise CheckFailed(f"pass the dict of your measurements {{t: FLOPs}}, got {type(measured).__name__}")
+        if not measured:
+            raise CheckUnsolved("window_flops is empty: no results yet. Count the FLOPs of one cached step at "
+                                "every t in WINDOW_POSITIONS and fill in the dict")
         missing = [t for t in WINDOW_POSITIONS if t not in measured]
         if missing:
             raise CheckFailed(f"no measurement for t = {', '.join(map(str, missing))}; the keys are the "

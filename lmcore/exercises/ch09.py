@@ -14,7 +14,7 @@ import numpy as np
 
 from ..models import GPTConfig
 from ..scaling import SweepPoint
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, run_check
 
 __all__ = ["check_training_flops", "check_fit_power_law", "check_compute_optimal", "check_optimal_size_exponent"]
 
@@ -38,7 +38,7 @@ _FLOP_CASES = [
 ]
 
 
-def check_training_flops(training_flops: Callable[[GPTConfig, int], float], quiet: bool = False) -> bool:
+def check_training_flops(training_flops: Callable[[GPTConfig, int], float], quiet: bool = False) -> CheckResult:
     """Check ``training_flops(config, tokens)``: the approximate FLOPs of training ``GPT(config)`` on
     ``tokens`` tokens, ``6·N·D`` with N the non-embedding parameters (within 2%)."""
 
@@ -73,7 +73,7 @@ def _reference_power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(math.exp(ly.mean() - slope * lx.mean())), float(slope)
 
 
-def check_fit_power_law(fit_power_law: Callable, quiet: bool = False) -> bool:
+def check_fit_power_law(fit_power_law: Callable, quiet: bool = False) -> CheckResult:
     """Check ``fit_power_law(x, y) -> (scale, exponent)`` with ``y ≈ scale · x**exponent``: it must
     give the least-squares line in log-log space (on exact and on noisy data)."""
 
@@ -102,7 +102,8 @@ def check_fit_power_law(fit_power_law: Callable, quiet: bool = False) -> bool:
     return run_check("fit_power_law", body, quiet)
 
 
-def check_compute_optimal(compute_optimal: Callable[[float, float], tuple[float, float]], quiet: bool = False) -> bool:
+def check_compute_optimal(compute_optimal: Callable[[float, float], tuple[float, float]],
+                          quiet: bool = False) -> CheckResult:
     """Check ``compute_optimal(compute, tokens_per_param) -> (n_params, n_tokens)``: the model size
     and data that use ``compute = 6·N·D`` FLOPs with ``D = tokens_per_param · N``."""
 
@@ -157,7 +158,7 @@ def _synthetic_runs() -> dict:
 
 
 def check_optimal_size_exponent(optimal_size_exponent: Callable, runs: dict | None = None,
-                                quiet: bool = False) -> bool:
+                                quiet: bool = False) -> CheckResult:
     """Check ``optimal_size_exponent(runs, count) -> a`` in ``N_opt ∝ C^a``: per budget of ``runs``
     (``{compute: [SweepPoint, ...]}``) the vertex of the parabola of loss against ln N, with N
     counted as ``count`` ("total", Chinchilla's, or "non_embedding", Kaplan's), then the slope of
@@ -185,10 +186,9 @@ def check_optimal_size_exponent(optimal_size_exponent: Callable, runs: dict | No
                 if math.isclose(got[count], best, rel_tol=1e-3, abs_tol=1e-4):
                     raise CheckFailed(f"{what}: you took the size of each budget's best run; take the vertex of "
                                       "the parabola fitted to loss against ln N, which can fall between sizes")
-                raise CheckFailed(f"{what}, count={count!r}: a = {got[count]:.4f} is wrong. Per budget, fit "
-                                  "loss = c0 + c1·x + c2·x² with x = ln N (np.polyfit), take the vertex "
-                                  "x = -c1 / (2·c2), then fit a straight line of the vertices' x against ln C: "
-                                  "its slope is a")
+                raise CheckFailed(f"{what}, count={count!r}: a = {got[count]:.4f} is wrong. Print each budget's "
+                                  "vertex ln N_opt and check it lies between that budget's sizes, then check "
+                                  "which quantity you fit the final line against (the slope is a)")
 
     return run_check("optimal_size_exponent", body, quiet)
 

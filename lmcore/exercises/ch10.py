@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._check import CheckFailed, expect_measurements, run_check
+from ._check import CheckFailed, CheckResult, expect_measurements, run_check
 
 __all__ = ["check_assistant_mask", "check_lora_forward", "check_lora_param_count", "check_adapter_scale",
            "ADAPTER_SCALES"]
@@ -44,7 +44,7 @@ def _start_marker_positions(text: str, marker: str) -> set[int]:
     return {i + k for i in range(len(text)) if text.startswith(marker, i) for k in range(len(marker))}
 
 
-def check_assistant_mask(assistant_mask: Callable, quiet: bool = False) -> bool:
+def check_assistant_mask(assistant_mask: Callable, quiet: bool = False) -> CheckResult:
     """Check ``assistant_mask(messages, template) -> list[bool]`` against ``ChatTemplate.encode``."""
     from ..alignment.chat import ChatTemplate
     from ..data import ToyLanguage
@@ -91,7 +91,7 @@ def _reference_lora(x, W, b, A, B, alpha, r):
     return x.double() @ (W.double() + (alpha / r) * B.double() @ A.double()).T + b.double()
 
 
-def check_lora_forward(lora_forward: Callable, quiet: bool = False) -> bool:
+def check_lora_forward(lora_forward: Callable, quiet: bool = False) -> CheckResult:
     """Check ``lora_forward(x, W, b, A, B, alpha, r)``: x (..., in), W (out, in), b (out,),
     A (r, in), B (out, r) -> (..., out) = x Wᵀ + b + (alpha / r) · x Aᵀ Bᵀ."""
 
@@ -119,13 +119,14 @@ def check_lora_forward(lora_forward: Callable, quiet: bool = False) -> bool:
             elif torch.allclose(got.double() - base, update * (r / alpha) ** 2, atol=1e-4):
                 hint = "the scaling is upside down: the factor is alpha / r, not r / alpha"
             else:
-                hint = "compute x Wᵀ + b, then add (alpha / r) · (x Aᵀ) Bᵀ"
+                hint = ("try it with A = 0 (the output must be the base layer's) and with W = 0, b = 0 "
+                        "(the update alone)")
             raise CheckFailed(f"with r={r}, alpha={alpha}: {hint}")
 
     return run_check("lora_forward", body, quiet)
 
 
-def check_lora_param_count(lora_param_count: Callable, quiet: bool = False) -> bool:
+def check_lora_param_count(lora_param_count: Callable, quiet: bool = False) -> CheckResult:
     """Check ``lora_param_count(n_layer, n_embd, r) -> int`` against ``apply_lora`` on real GPTs."""
     from ..models import GPT, GPTConfig
     from ..models.lora import apply_lora, lora_parameter_counts, mark_only_lora_trainable
@@ -170,7 +171,7 @@ def _answer_losses(model, template, conversations) -> tuple[float, float]:
     return total / count, sum(per_conv) / len(per_conv)
 
 
-def check_adapter_scale(sweep: Callable, model, template, conversations: Sequence, quiet: bool = False) -> bool:
+def check_adapter_scale(sweep: Callable, model, template, conversations: Sequence, quiet: bool = False) -> CheckResult:
     """Check ``sweep(model) -> {s: answer loss}`` for every ``s`` in ``ADAPTER_SCALES``, where the answer
     loss is the masked loss on the assistant's tokens of ``conversations`` averaged over all those
     tokens (as ``answer_loss`` in the chapter), measured with every ``LoRALinear`` of ``model`` at

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._check import CheckFailed, run_check
+from ._check import CheckFailed, CheckResult, CheckUnsolved, run_check
 
 __all__ = ["check_bradley_terry_loss", "check_exact_posterior", "check_verifier_kl"]
 
@@ -34,7 +34,7 @@ def _bt_reference(rc: list[float], rr: list[float]) -> float:
 
 
 def check_bradley_terry_loss(bradley_terry_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                             quiet: bool = False) -> bool:
+                             quiet: bool = False) -> CheckResult:
     """Check ``bradley_terry_loss(r_chosen, r_rejected)`` -> the mean of ``-log σ(r_chosen - r_rejected)``."""
     rng = random.Random(11)
     cases = [("one pair, chosen ahead by 2", [2.0], [0.0]),
@@ -56,7 +56,7 @@ def check_bradley_terry_loss(bradley_terry_loss: Callable[[torch.Tensor, torch.T
             elif not math.isfinite(got):
                 hint = "compute log σ stably (torch.nn.functional.logsigmoid) so large margins stay finite"
             else:
-                hint = "the loss is the negative log-likelihood of the labels under P(c ≻ r) = σ(r_c - r_r)"
+                hint = "work out one pair by hand: with r_c = r_r the model is unsure, so what must the loss be?"
             raise CheckFailed(f"{case}: you returned {got:.6g}; {hint}")
     return run_check("bradley_terry_loss", body, quiet)
 
@@ -70,7 +70,7 @@ def _posterior_reference(prior: list[float], rewards: list[float], beta: float) 
 
 
 def check_exact_posterior(exact_posterior: Callable[[torch.Tensor, torch.Tensor, float], tuple],
-                          quiet: bool = False) -> bool:
+                          quiet: bool = False) -> CheckResult:
     """Check ``exact_posterior(prior_logprobs, rewards, beta)`` -> ``(posterior_logprobs, log_z)``
     with ``π*(x) = π0(x) exp(r(x)/β) / Z`` over an enumerated space."""
     rng = random.Random(5)
@@ -109,7 +109,7 @@ def check_exact_posterior(exact_posterior: Callable[[torch.Tensor, torch.Tensor,
                 no_prior, _ = _posterior_reference([1.0] * len(prior), rewards, beta)
                 hint = ("the prior is missing: multiply π0(x) by the evidence" if all(
                     math.isclose(a, b, rel_tol=1e-6) for a, b in zip(probs, no_prior))
-                    else "the posterior is π0(x)·exp(r(x)/β), normalised over the whole space")
+                    else "work out one sequence by hand: its prior, its evidence at this β, and the normaliser")
             raise CheckFailed(f"{case}: wrong posterior; {hint}")
     return run_check("exact_posterior", body, quiet)
 
@@ -130,7 +130,7 @@ def _verifier_reference(prior: list[float], passed: list[float], beta: float) ->
 
 
 def check_verifier_kl(kl, prior_logprobs: torch.Tensor, passed: torch.Tensor, beta: float,
-                      quiet: bool = False) -> bool:
+                      quiet: bool = False) -> CheckResult:
     """Check a measured ``kl`` = ``KL(π* ‖ π0)`` of the posterior for the 0/1 reward ``passed`` at ``beta``.
 
     ``prior_logprobs`` (N,) are the prior's log-probabilities of every string of the space and
@@ -144,6 +144,8 @@ def check_verifier_kl(kl, prior_logprobs: torch.Tensor, passed: torch.Tensor, be
         if len(prior) != len(verdicts) or any(v not in (0.0, 1.0) for v in verdicts) or not any(verdicts):
             raise CheckFailed("pass the prior's log-probabilities and the verifier's 0/1 verdicts of the "
                               "same strings, with at least one string that passes")
+        if kl is None:
+            raise CheckUnsolved("no measurement yet: compute the posterior's KL at this beta and store it")
         got = _as_float(kl, "kl")
         ref = _verifier_reference(prior, verdicts, float(beta))
 
@@ -156,12 +158,12 @@ def check_verifier_kl(kl, prior_logprobs: torch.Tensor, passed: torch.Tensor, be
         elif near(ref["reverse"]):
             hint = "that is KL(π0 ‖ π*); the objective penalises KL(π* ‖ π0), an average under the posterior"
         elif near(ref["no_log_z"]):
-            hint = "E[r]/β is only part of it: log π*/π0 = r/β - log Z, so subtract log Z"
+            hint = "E[r]/β is only part of it: what else does log π*(x)/π0(x) contain?"
         elif near(ref["limit"]) and not near(ref["kl"]):
             hint = f"-log q is the β → 0 limit; at beta={beta} the posterior still keeps some failing strings"
         elif near(ref["reward"]):
             hint = "that looks like the expected reward; report the KL divergence from the prior"
         else:
-            hint = "compute the exact posterior at this beta and sum π*(x)·(log π*(x) - log π0(x))"
+            hint = "compute the exact posterior at this beta first, then its KL from the prior (an average under π*)"
         raise CheckFailed(f"you reported {got:.6g}; {hint}")
     return run_check("verifier_kl", body, quiet)
