@@ -8,8 +8,9 @@ import json
 import nbformat
 import pytest
 from _book import ROOT, chapter_notebooks
-from course import MARKER, main, make_student_notebook, stub_source, write_student_branch, write_student_edition
+from course import MARKER, main, make_student_notebook, write_student_branch, write_student_edition
 from nbclient import NotebookClient
+from student_edition import stub_source
 
 
 def _nb(cells):

@@ -10,8 +10,8 @@ import re
 import nbformat
 import pytest
 from _book import ROOT, chapter_notebooks
-from course import BEGIN, END, _exercise_rows, make_student_notebook
 from nbclient import NotebookClient
+from student_edition import BEGIN, END, _exercise_rows, make_student_notebook
 
 CHAPTERS = chapter_notebooks()
 

@@ -26,7 +26,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from course import CourseError, _read_notebook, _source
+from course import CourseError, _read_notebook
+from student_edition import _source
 
 __all__ = ["chapter_exercises", "find_submissions", "grade_submission", "grade", "write_report",
            "summarize", "report_paths", "FIELDS", "STATUSES"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from course import SOLUTION_TAG, CourseError, _read_notebook, _source
+from course import CourseError, _read_notebook
 from grading import _EXERCISE, _atomic_write, chapter_exercises, parse_check_call
+from student_edition import SOLUTION_TAG, _source
 
 __all__ = ["export_nbgrader"]
 
