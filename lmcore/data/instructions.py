@@ -52,7 +52,8 @@ def toy_instructions(n: int, seed: int = 0, tasks: Sequence[str] = tuple(TOY_TAS
                      exclude: Sequence[Sequence[Mapping[str, str]]] = ()) -> list[list[dict[str, str]]]:
     """``n`` two-turn conversations (user instruction, assistant answer) about toy-language text.
 
-    Tasks (cycled in order, so they are balanced): ``"name"``: the name a story is about (its first
+    Tasks (cycled in the order given, so they are balanced; a name listed twice, as in
+    ``("name", "plural", "count", "plural")``, gets twice the share): ``"name"``: the name a story is about (its first
     word); ``"plural"``: "yes"/"no", is the subject of a ``the NOUN (that ...) VERB ...`` sentence
     plural (the main verb agrees with it, not with the nearer noun of a relative clause);
     ``"count"``: the number of sentences of a story, as a word.  The text of a user message has at
